@@ -1,0 +1,504 @@
+"""Forward passes of the course layers, as pure functions.
+
+Every layer comes twice: the primal (``affine(x, w, b) -> out``), which is what models call and
+``jax.grad`` differentiates, and ``affine_forward(x, w, b) -> (out, cache)``, whose cache feeds
+the hand-derived ``manual_grads.affine_backward(dout, cache)``. The primal is the first output of
+the ``*_forward`` function, so there is exactly one forward per layer; under ``jit`` XLA drops the
+unused cache.
+
+Conventions (see DESIGN.md): images are NCHW, conv weights ``(F, C, HH, WW)``, affine ``w`` is
+``(D, M)``. Shapes are checked when the function is traced, so a wrong shape raises a
+``ValueError`` naming the argument instead of an error from deep inside XLA.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = [
+    "affine", "affine_forward", "relu", "relu_forward", "sigmoid", "sigmoid_forward",
+    "tanh", "tanh_forward", "batchnorm", "batchnorm_forward", "spatial_batchnorm",
+    "spatial_batchnorm_forward", "layernorm", "layernorm_forward", "groupnorm",
+    "groupnorm_forward", "dropout", "dropout_forward", "conv2d", "conv2d_forward",
+    "max_pool2d", "max_pool2d_forward", "avg_pool2d", "avg_pool2d_forward",
+    "batchnorm_inference", "batchnorm_inference_forward", "update_running_stats",
+    "WindowParam", "window_patches",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Input checks (run at trace time: shapes are static under jit).
+
+
+def _check_float(name, x):
+    if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+        raise TypeError(f"{name} must be a floating-point array, got dtype {jnp.result_type(x)}")
+
+
+def _check_ndim(name, x, ndims, layout):
+    if jnp.ndim(x) not in ndims:
+        raise ValueError(
+            f"{name} must have rank {' or '.join(map(str, ndims))} ({layout}), "
+            f"got shape {jnp.shape(x)}"
+        )
+
+
+def _check_shape(name, x, expected):
+    if tuple(jnp.shape(x)) != tuple(expected):
+        raise ValueError(f"{name} must have shape {tuple(expected)}, got shape {jnp.shape(x)}")
+
+
+def _check_norm_params(x, gamma, beta, features, layout):
+    _check_float("x", x)
+    _check_shape("gamma", gamma, (features,))
+    _check_shape("beta", beta, (features,))
+
+
+# ---------------------------------------------------------------------------------------------
+# Window extraction shared by convolution and pooling (the course's im2col).
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowParam:
+    """Static geometry of a sliding window (a pytree with no leaves, so it can sit in a cache).
+
+    Attributes: ``size`` (HH, WW), ``stride``, ``pad`` (symmetric zero padding) and the
+    ``input_shape`` (N, C, H, W) the windows were taken from.
+    """
+
+    size: tuple[int, int]
+    stride: int
+    pad: int
+    input_shape: tuple[int, int, int, int]
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        """Output height and width: ``1 + (H + 2 pad - HH) // stride``."""
+        _, _, H, W = self.input_shape
+        HH, WW = self.size
+        return 1 + (H + 2 * self.pad - HH) // self.stride, 1 + (W + 2 * self.pad - WW) // self.stride
+
+
+jax.tree_util.register_static(WindowParam)
+
+
+def _window_param(x, size, stride, pad, what):
+    """Validate a window geometry against ``x`` (N, C, H, W) and return its ``WindowParam``."""
+    for name, value, low in (("stride", stride, 1), ("pad", pad, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    N, C, H, W = jnp.shape(x)
+    HH, WW = size
+    if HH > H + 2 * pad or WW > W + 2 * pad:
+        raise ValueError(
+            f"{what} window {HH}x{WW} is larger than the (padded) input {H + 2 * pad}x{W + 2 * pad}"
+            f" (x shape {(N, C, H, W)}, pad={pad})"
+        )
+    if (H + 2 * pad - HH) % stride or (W + 2 * pad - WW) % stride:
+        raise ValueError(
+            f"{what} with window {HH}x{WW}, stride={stride}, pad={pad} does not tile input of "
+            f"height x width {H}x{W}: (H + 2*pad - HH) and (W + 2*pad - WW) must be divisible by "
+            f"stride, got {H + 2 * pad - HH} and {W + 2 * pad - WW}"
+        )
+    return WindowParam((HH, WW), stride, pad, (N, C, H, W))
+
+
+def window_patches(x, param: WindowParam):
+    """im2col: every window of ``x`` (N, C, H, W), stacked -> ``(N, C, HH*WW, H', W')``.
+
+    One strided slice per kernel offset (HH*WW slices, never a loop over pixels); entry
+    ``[n, c, i*WW + j, h, w]`` is ``x_pad[n, c, h*stride + i, w*stride + j]``.
+    """
+    p, s = param.pad, param.stride
+    x_pad = jnp.pad(x, ((0, 0), (0, 0), (p, p), (p, p))) if p else x
+    Ho, Wo = param.out_hw
+    HH, WW = param.size
+    return jnp.stack(
+        [
+            x_pad[:, :, i : i + s * (Ho - 1) + 1 : s, j : j + s * (Wo - 1) + 1 : s]
+            for i in range(HH)
+            for j in range(WW)
+        ],
+        axis=2,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Affine and activations.
+
+
+def affine_forward(x, w, b):
+    """``out = x.reshape(N, D) @ w + b``.
+
+    Args:
+      x: (N, d1, ..., dk) input, flattened to (N, D) with D = d1 * ... * dk.
+      w: (D, M) weights.
+      b: (M,) biases.
+
+    Returns:
+      ``out`` (N, M) and ``cache = (x, w)``.
+
+    >>> out, _ = affine_forward(jnp.ones((2, 3, 4)), jnp.ones((12, 5)), jnp.zeros(5))
+    >>> out.shape
+    (2, 5)
+    """
+    _check_float("x", x)
+    if jnp.ndim(x) < 1 or jnp.ndim(w) != 2:
+        raise ValueError(f"affine expects x (N, d1..dk) and w (D, M), got x {jnp.shape(x)}, w {jnp.shape(w)}")
+    D = math.prod(jnp.shape(x)[1:])
+    if jnp.shape(w)[0] != D:
+        raise ValueError(
+            f"w must have shape (D, M) with D = prod(x.shape[1:]) = {D} for x of shape "
+            f"{jnp.shape(x)}, got w of shape {jnp.shape(w)}"
+        )
+    _check_shape("b", b, (jnp.shape(w)[1],))
+    out = jnp.reshape(x, (jnp.shape(x)[0], D)) @ w + b
+    return out, (x, w)
+
+
+def relu_forward(x):
+    """``out = max(0, x)``; cache ``x``.
+
+    >>> relu_forward(jnp.array([-1.0, 2.0]))[0]
+    Array([0., 2.], dtype=float32)
+    """
+    _check_float("x", x)
+    return jnp.maximum(x, 0), x
+
+
+def sigmoid_forward(x):
+    """``out = 1 / (1 + exp(-x))``; cache ``out`` (the derivative is ``out (1 - out)``).
+
+    >>> sigmoid_forward(jnp.array([0.0]))[0]
+    Array([0.5], dtype=float32)
+    """
+    _check_float("x", x)
+    out = jax.nn.sigmoid(x)
+    return out, out
+
+
+def tanh_forward(x):
+    """``out = tanh(x)``; cache ``out`` (the derivative is ``1 - out**2``).
+
+    >>> tanh_forward(jnp.array([0.0]))[0]
+    Array([0.], dtype=float32)
+    """
+    _check_float("x", x)
+    out = jnp.tanh(x)
+    return out, out
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalisation.
+
+
+def _normalize(x, axes, eps):
+    """``x_hat = (x - mean) / sqrt(var + eps)`` over ``axes`` (biased variance)."""
+    mu = jnp.mean(x, axis=axes, keepdims=True)
+    xc = x - mu
+    var = jnp.mean(xc * xc, axis=axes, keepdims=True)
+    inv_std = lax.rsqrt(var + eps)
+    return xc * inv_std, xc, inv_std
+
+
+def batchnorm_forward(x, gamma, beta, eps=1e-5):
+    """Train-mode batch norm: ``out = gamma * (x - mu_B) / sqrt(var_B + eps) + beta``.
+
+    Statistics are over the batch axis, with the biased variance.
+
+    Args:
+      x: (N, D) input.
+      gamma, beta: (D,) scale and shift.
+
+    Returns:
+      ``out`` (N, D) and ``cache = (x_hat, xc, inv_std, gamma)`` with ``xc = x - mu``.
+
+    >>> out, _ = batchnorm_forward(jnp.array([[1.0], [3.0]]), jnp.ones(1), jnp.zeros(1))
+    >>> out.round(3)
+    Array([[-1.],
+           [ 1.]], dtype=float32)
+    """
+    _check_ndim("x", x, (2,), "N, D")
+    _check_norm_params(x, gamma, beta, jnp.shape(x)[1], "N, D")
+    x_hat, xc, inv_std = _normalize(x, 0, eps)
+    return gamma * x_hat + beta, (x_hat, xc, inv_std, gamma)
+
+
+def nchw_to_rows(x):
+    """(N, C, H, W) -> (N*H*W, C): one row per pixel, so per-channel statistics are per column."""
+    N, C, H, W = x.shape
+    return jnp.transpose(x, (0, 2, 3, 1)).reshape(N * H * W, C)
+
+
+def rows_to_nchw(rows, shape):
+    """Inverse of ``nchw_to_rows`` for an NCHW ``shape``."""
+    N, C, H, W = shape
+    return jnp.transpose(rows.reshape(N, H, W, C), (0, 3, 1, 2))
+
+
+def spatial_batchnorm_forward(x, gamma, beta, eps=1e-5):
+    """Batch norm per channel of an NCHW input: statistics over N, H and W.
+
+    Args:
+      x: (N, C, H, W) input.
+      gamma, beta: (C,) scale and shift.
+
+    Returns:
+      ``out`` (N, C, H, W) and the ``batchnorm_forward`` cache of the (N*H*W, C) view.
+
+    >>> spatial_batchnorm_forward(jnp.ones((2, 3, 4, 4)), jnp.ones(3), jnp.zeros(3))[0].shape
+    (2, 3, 4, 4)
+    """
+    _check_ndim("x", x, (4,), "N, C, H, W")
+    _check_norm_params(x, gamma, beta, jnp.shape(x)[1], "N, C, H, W")
+    out, cache = batchnorm_forward(nchw_to_rows(x), gamma, beta, eps)
+    return rows_to_nchw(out, x.shape), cache
+
+
+def layernorm_forward(x, gamma, beta, eps=1e-5):
+    """Layer norm: ``out = gamma * (x - mu_n) / sqrt(var_n + eps) + beta``, statistics per sample.
+
+    Args:
+      x: (N, D) input.
+      gamma, beta: (D,) scale and shift.
+
+    Returns:
+      ``out`` (N, D) and ``cache = (x_hat, xc, inv_std, gamma)``.
+
+    >>> out, _ = layernorm_forward(jnp.array([[1.0, 3.0]]), jnp.ones(2), jnp.zeros(2))
+    >>> out.round(3)
+    Array([[-1.,  1.]], dtype=float32)
+    """
+    _check_ndim("x", x, (2,), "N, D")
+    _check_norm_params(x, gamma, beta, jnp.shape(x)[1], "N, D")
+    x_hat, xc, inv_std = _normalize(x, 1, eps)
+    return gamma * x_hat + beta, (x_hat, xc, inv_std, gamma)
+
+
+def groupnorm_forward(x, gamma, beta, groups, eps=1e-5):
+    """Group norm: normalise each sample over each group of ``C // groups`` channels and H, W.
+
+    Args:
+      x: (N, C, H, W) input, C divisible by ``groups``.
+      gamma, beta: (C,) per-channel scale and shift.
+      groups: number of channel groups G (static).
+
+    Returns:
+      ``out`` (N, C, H, W) and ``cache = (x_hat, xc, inv_std, gamma)`` with the normalised
+      tensors in the grouped (N, G, C//G, H, W) view.
+
+    >>> groupnorm_forward(jnp.ones((2, 4, 3, 3)), jnp.ones(4), jnp.zeros(4), 2)[0].shape
+    (2, 4, 3, 3)
+    """
+    _check_ndim("x", x, (4,), "N, C, H, W")
+    N, C, H, W = jnp.shape(x)
+    _check_norm_params(x, gamma, beta, C, "N, C, H, W")
+    if not isinstance(groups, int) or groups < 1 or C % groups:
+        raise ValueError(f"groups must be a positive int dividing C={C}, got {groups!r}")
+    xg = jnp.reshape(x, (N, groups, C // groups, H, W))
+    x_hat, xc, inv_std = _normalize(xg, (2, 3, 4), eps)
+    out = gamma[:, None, None] * x_hat.reshape(N, C, H, W) + beta[:, None, None]
+    return out, (x_hat, xc, inv_std, gamma)
+
+
+def _channel_shape(x):
+    """Broadcast shape of per-feature (2-D) or per-channel (NCHW) statistics."""
+    return (1, -1) if jnp.ndim(x) == 2 else (1, -1, 1, 1)
+
+
+def batchnorm_inference_forward(x, gamma, beta, running_mean, running_var, eps=1e-5):
+    """Inference-mode batch norm with running statistics: ``gamma (x - rm) / sqrt(rv + eps) + beta``.
+
+    Args:
+      x: (N, D) input (per-feature statistics) or (N, C, H, W) (per-channel statistics).
+      gamma, beta, running_mean, running_var: (D,) or (C,).
+
+    Returns:
+      ``out`` like ``x`` and ``cache = (x_hat, inv_std, gamma)``.
+
+    >>> x = jnp.array([[2.0]])
+    >>> batchnorm_inference_forward(x, jnp.ones(1), jnp.zeros(1), jnp.ones(1), jnp.ones(1) - 1e-5)[0]
+    Array([[1.]], dtype=float32)
+    """
+    _check_ndim("x", x, (2, 4), "N, D or N, C, H, W")
+    _check_norm_params(x, gamma, beta, jnp.shape(x)[1], "")
+    _check_shape("running_mean", running_mean, (jnp.shape(x)[1],))
+    _check_shape("running_var", running_var, (jnp.shape(x)[1],))
+    shape = _channel_shape(x)
+    inv_std = lax.rsqrt(running_var + eps)
+    x_hat = (x - running_mean.reshape(shape)) * inv_std.reshape(shape)
+    return gamma.reshape(shape) * x_hat + beta.reshape(shape), (x_hat, inv_std, gamma)
+
+
+def update_running_stats(running_mean, running_var, x, momentum=0.9):
+    """``running = momentum * running + (1 - momentum) * batch`` for the mean and biased variance.
+
+    Statistics are per feature for 2-D ``x`` (N, D) and per channel for NCHW ``x``. Running
+    statistics are state, not parameters: no gradient flows through them.
+
+    >>> update_running_stats(jnp.zeros(1), jnp.zeros(1), jnp.array([[1.0], [3.0]]))
+    (Array([0.2], dtype=float32), Array([0.1], dtype=float32))
+    """
+    _check_ndim("x", x, (2, 4), "N, D or N, C, H, W")
+    _check_shape("running_mean", running_mean, (jnp.shape(x)[1],))
+    _check_shape("running_var", running_var, (jnp.shape(x)[1],))
+    x = lax.stop_gradient(x)
+    axes = 0 if x.ndim == 2 else (0, 2, 3)
+    mean = jnp.mean(x, axis=axes)
+    var = jnp.var(x, axis=axes)
+    return (
+        momentum * running_mean + (1 - momentum) * mean,
+        momentum * running_var + (1 - momentum) * var,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Dropout.
+
+
+def dropout_forward(x, key, rate):
+    """Inverted dropout: ``out = x * mask / (1 - rate)``, ``mask ~ Bernoulli(1 - rate)``.
+
+    ``rate`` is the probability of *dropping* a unit; the course's ``p`` is the keep
+    probability ``1 - rate``. Scaling at train time means inference is the identity.
+
+    Args:
+      x: input of any shape.
+      key: a ``jax.random.key`` (may be ``None`` when ``rate == 0``).
+      rate: drop probability in [0, 1) (static).
+
+    Returns:
+      ``out`` like ``x`` and ``cache = scaled_mask`` (``mask / (1 - rate)``).
+
+    >>> out, _ = dropout_forward(jnp.ones(4), jax.random.key(0), 0.0)
+    >>> out
+    Array([1., 1., 1., 1.], dtype=float32)
+    """
+    _check_float("x", x)
+    if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        raise ValueError(f"rate (the drop probability) must be a number in [0, 1), got {rate!r}")
+    if rate == 0.0:
+        return x, jnp.ones_like(x)
+    if key is None:
+        raise ValueError("dropout with rate > 0 needs a PRNG key (key=jax.random.key(seed)), got None")
+    keep = jax.random.bernoulli(key, 1.0 - rate, jnp.shape(x))
+    scaled_mask = keep.astype(x.dtype) / (1.0 - rate)
+    return x * scaled_mask, scaled_mask
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolution and pooling.
+
+
+def conv2d_forward(x, w, b, stride=1, pad=0):
+    """Cross-correlation with symmetric zero padding: ``out[n,f] = sum_c x_pad[n,c] * w[f,c] + b[f]``.
+
+    Computed as im2col: the windows of ``x`` against ``w`` as one large matrix product.
+
+    Args:
+      x: (N, C, H, W) input.
+      w: (F, C, HH, WW) filters.
+      b: (F,) biases.
+      stride, pad: static ints; ``(H + 2 pad - HH)`` must be divisible by ``stride``.
+
+    Returns:
+      ``out`` (N, F, H', W') with ``H' = 1 + (H + 2 pad - HH) // stride``, and
+      ``cache = (cols, w, param)`` with ``cols = window_patches(x)`` (N, C, HH*WW, H', W').
+
+    >>> conv2d_forward(jnp.ones((1, 3, 8, 8)), jnp.ones((4, 3, 3, 3)), jnp.zeros(4), 1, 1)[0].shape
+    (1, 4, 8, 8)
+    """
+    _check_float("x", x)
+    _check_ndim("x", x, (4,), "N, C, H, W")
+    _check_ndim("w", w, (4,), "F, C, HH, WW")
+    F, C, HH, WW = jnp.shape(w)
+    if jnp.shape(x)[1] != C:
+        raise ValueError(
+            f"x has {jnp.shape(x)[1]} channels (shape {jnp.shape(x)}) but w expects C={C} "
+            f"(w shape {jnp.shape(w)})"
+        )
+    _check_shape("b", b, (F,))
+    param = _window_param(x, (HH, WW), stride, pad, "conv2d")
+    cols = window_patches(x, param)
+    out = jnp.einsum("nckhw,fck->nfhw", cols, w.reshape(F, C, HH * WW)) + b[:, None, None]
+    return out, (cols, w, param)
+
+
+def _pool_param(x, size, stride):
+    _check_float("x", x)
+    _check_ndim("x", x, (4,), "N, C, H, W")
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    return _window_param(x, (size, size), stride, 0, "pool")
+
+
+def max_pool2d_forward(x, size=2, stride=2):
+    """Max pooling: ``out[n,c,h,w] = max over the size x size window at (h*stride, w*stride)``.
+
+    Ties: the gradient is routed to the first maximal element of a window in row-major order.
+
+    Args:
+      x: (N, C, H, W); ``(H - size)`` and ``(W - size)`` divisible by ``stride``.
+
+    Returns:
+      ``out`` (N, C, H', W') and ``cache = (argmax, param)`` with ``argmax`` the window offset
+      (N, C, H', W') of each maximum.
+
+    >>> max_pool2d_forward(jnp.arange(16.0).reshape(1, 1, 4, 4))[0]
+    Array([[[[ 5.,  7.],
+             [13., 15.]]]], dtype=float32)
+    """
+    param = _pool_param(x, size, stride)
+    windows = window_patches(x, param)
+    return jnp.max(windows, axis=2), (jnp.argmax(windows, axis=2), param)
+
+
+def avg_pool2d_forward(x, size=2, stride=2):
+    """Average pooling: ``out[n,c,h,w] = mean of the size x size window at (h*stride, w*stride)``.
+
+    Returns:
+      ``out`` (N, C, H', W') and ``cache = param``.
+
+    >>> avg_pool2d_forward(jnp.arange(16.0).reshape(1, 1, 4, 4))[0]
+    Array([[[[ 2.5,  4.5],
+             [10.5, 12.5]]]], dtype=float32)
+    """
+    param = _pool_param(x, size, stride)
+    return jnp.mean(window_patches(x, param), axis=2), param
+
+
+# ---------------------------------------------------------------------------------------------
+# Primals: what models call and jax.grad differentiates.
+
+
+def primal_of(forward):
+    """The primal ``f(*args) = forward(*args)[0]`` of a ``*_forward`` function, with its signature."""
+
+    def primal(*args, **kwargs):
+        return forward(*args, **kwargs)[0]
+
+    name = forward.__name__.removesuffix("_forward")
+    primal.__name__ = primal.__qualname__ = name
+    primal.__doc__ = f"Primal of ``{forward.__name__}`` (its output without the cache); see there."
+    primal.__wrapped__ = forward  # so inspect.signature shows the forward's arguments
+    return primal
+
+
+affine = primal_of(affine_forward)
+relu = primal_of(relu_forward)
+sigmoid = primal_of(sigmoid_forward)
+tanh = primal_of(tanh_forward)
+batchnorm = primal_of(batchnorm_forward)
+spatial_batchnorm = primal_of(spatial_batchnorm_forward)
+layernorm = primal_of(layernorm_forward)
+groupnorm = primal_of(groupnorm_forward)
+batchnorm_inference = primal_of(batchnorm_inference_forward)
+dropout = primal_of(dropout_forward)
+conv2d = primal_of(conv2d_forward)
+max_pool2d = primal_of(max_pool2d_forward)
+avg_pool2d = primal_of(avg_pool2d_forward)

@@ -1,0 +1,475 @@
+"""Hand-derived backward passes, and the layers wired to them through ``jax.custom_vjp``.
+
+For each layer of ``layers`` (and each loss of ``losses``) this module has
+
+* ``<name>_backward(dout, cache)``: the chain rule worked out by hand, from the cache that
+  ``layers.<name>_forward`` returns (the forward is never re-derived here), returning the
+  course's tuple, e.g. ``(dx, dw, db)``;
+* ``<name>``: a twin of ``layers.<name>`` with the same signature whose gradient under
+  ``jax.grad`` / ``jax.vjp`` *is* that hand-derived backward. A model built with
+  ``ops=manual_grads`` therefore trains on the derivations, under ``jit``, ``grad`` and ``vmap``.
+
+Notation: ``dout`` is dL/d(out) and has the shape of ``out``; ``N`` is the batch size.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxnets import layers, losses
+from jaxnets.layers import WindowParam
+
+__all__ = [
+    "affine_backward", "relu_backward", "sigmoid_backward", "tanh_backward",
+    "batchnorm_backward", "batchnorm_backward_alt", "spatial_batchnorm_backward",
+    "layernorm_backward", "groupnorm_backward", "batchnorm_inference_backward",
+    "dropout_backward", "conv2d_backward", "max_pool2d_backward", "avg_pool2d_backward",
+    "fold_patches", "softmax_loss_backward", "svm_loss_backward", "squared_error_backward",
+    "sigmoid_bce_backward", "l2_penalty_backward", "l1_penalty_backward",
+    "two_layer_net_loss_and_grads",
+    # custom_vjp twins, same names and signatures as in layers / losses
+    "affine", "relu", "sigmoid", "tanh", "batchnorm", "spatial_batchnorm", "layernorm",
+    "groupnorm", "batchnorm_inference", "update_running_stats", "dropout", "conv2d",
+    "max_pool2d", "avg_pool2d", "softmax_loss", "svm_loss", "squared_error", "sigmoid_bce",
+    "l2_penalty", "l1_penalty",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Affine and activations.
+
+
+def affine_backward(dout, cache):
+    """``dx = dout w^T`` (reshaped like x), ``dw = x^T dout``, ``db = sum_n dout``.
+
+    Args:
+      dout: (N, M) upstream gradient.
+      cache: ``(x, w)`` from ``layers.affine_forward``.
+
+    Returns:
+      ``(dx, dw, db)`` shaped like ``x`` (N, d1..dk), ``w`` (D, M), ``b`` (M,).
+    """
+    x, w = cache
+    x_rows = x.reshape(x.shape[0], -1)
+    return (dout @ w.T).reshape(x.shape), x_rows.T @ dout, jnp.sum(dout, axis=0)
+
+
+def relu_backward(dout, cache):
+    """``dx = dout * 1[x > 0]``."""
+    return jnp.where(cache > 0, dout, 0)
+
+
+def sigmoid_backward(dout, cache):
+    """``dx = dout * s (1 - s)`` with ``s = sigmoid(x)`` (the cached output)."""
+    return dout * cache * (1 - cache)
+
+
+def tanh_backward(dout, cache):
+    """``dx = dout * (1 - t^2)`` with ``t = tanh(x)`` (the cached output)."""
+    return dout * (1 - cache * cache)
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalisation.
+
+
+def _normalize_backward_staged(dx_hat, xc, inv_std, axes):
+    """Backward of ``x_hat = (x - mu) inv_std`` through its computational graph, node by node."""
+    M = _count(xc, axes)
+    # x_hat = xc * inv_std
+    dxc = dx_hat * inv_std
+    dinv_std = jnp.sum(dx_hat * xc, axis=axes, keepdims=True)
+    # inv_std = (var + eps)^(-1/2)
+    dvar = -0.5 * inv_std**3 * dinv_std
+    # var = mean(xc^2)
+    dxc = dxc + 2.0 * xc * dvar / M
+    # xc = x - mu, mu = mean(x)
+    dmu = -jnp.sum(dxc, axis=axes, keepdims=True)
+    return dxc + dmu / M
+
+
+def _normalize_backward(dx_hat, x_hat, inv_std, axes):
+    """Closed form: ``dx = inv_std / M * (M dx_hat - sum dx_hat - x_hat sum(dx_hat x_hat))``."""
+    M = _count(dx_hat, axes)
+    sum_d = jnp.sum(dx_hat, axis=axes, keepdims=True)
+    sum_dx = jnp.sum(dx_hat * x_hat, axis=axes, keepdims=True)
+    return inv_std / M * (M * dx_hat - sum_d - x_hat * sum_dx)
+
+
+def _count(x, axes):
+    axes = (axes,) if isinstance(axes, int) else axes
+    count = 1
+    for a in axes:
+        count *= x.shape[a]
+    return count
+
+
+def batchnorm_backward(dout, cache):
+    """Chain rule node by node: ``dgamma = sum dout x_hat``, ``dbeta = sum dout``, then back
+    through ``x_hat = xc inv_std``, ``inv_std = (var + eps)^-1/2``, ``var = mean xc^2``,
+    ``xc = x - mu``, ``mu = mean x``.
+
+    Args:
+      dout: (N, D).
+      cache: ``(x_hat, xc, inv_std, gamma)`` from ``layers.batchnorm_forward``.
+
+    Returns:
+      ``(dx, dgamma, dbeta)``: (N, D), (D,), (D,).
+    """
+    x_hat, xc, inv_std, gamma = cache
+    dx = _normalize_backward_staged(dout * gamma, xc, inv_std, 0)
+    return dx, jnp.sum(dout * x_hat, axis=0), jnp.sum(dout, axis=0)
+
+
+def batchnorm_backward_alt(dout, cache):
+    """Simplified: ``dx = gamma inv_std / N * (N dout - sum dout - x_hat sum(dout x_hat))``.
+
+    Same arguments and results as ``batchnorm_backward``.
+    """
+    x_hat, _, inv_std, gamma = cache
+    dx = _normalize_backward(dout * gamma, x_hat, inv_std, 0)
+    return dx, jnp.sum(dout * x_hat, axis=0), jnp.sum(dout, axis=0)
+
+
+def spatial_batchnorm_backward(dout, cache):
+    """``batchnorm_backward_alt`` on the (N*H*W, C) view of ``dout`` (N, C, H, W).
+
+    Returns:
+      ``(dx, dgamma, dbeta)``: (N, C, H, W), (C,), (C,).
+    """
+    dx_rows, dgamma, dbeta = batchnorm_backward_alt(layers.nchw_to_rows(dout), cache)
+    return layers.rows_to_nchw(dx_rows, dout.shape), dgamma, dbeta
+
+
+def layernorm_backward(dout, cache):
+    """Batch norm's closed form with the roles of the axes swapped (statistics per sample):
+    ``dx = inv_std / D * (D dx_hat - sum_d dx_hat - x_hat sum_d(dx_hat x_hat))``, ``dx_hat = dout gamma``.
+
+    Returns:
+      ``(dx, dgamma, dbeta)``: (N, D), (D,), (D,).
+    """
+    x_hat, _, inv_std, gamma = cache
+    dx = _normalize_backward(dout * gamma, x_hat, inv_std, 1)
+    return dx, jnp.sum(dout * x_hat, axis=0), jnp.sum(dout, axis=0)
+
+
+def groupnorm_backward(dout, cache):
+    """Layer norm's closed form per (sample, group) over the group's channels and H, W.
+
+    Args:
+      dout: (N, C, H, W).
+      cache: ``(x_hat, xc, inv_std, gamma)`` with grouped (N, G, C//G, H, W) tensors.
+
+    Returns:
+      ``(dx, dgamma, dbeta)``: (N, C, H, W), (C,), (C,).
+    """
+    x_hat, _, inv_std, gamma = cache
+    x_hat_nchw = x_hat.reshape(dout.shape)
+    dx_hat = (dout * gamma[:, None, None]).reshape(x_hat.shape)
+    dx = _normalize_backward(dx_hat, x_hat, inv_std, (2, 3, 4)).reshape(dout.shape)
+    return dx, jnp.sum(dout * x_hat_nchw, axis=(0, 2, 3)), jnp.sum(dout, axis=(0, 2, 3))
+
+
+def batchnorm_inference_backward(dout, cache):
+    """Constant statistics: ``dx = dout gamma inv_std``, ``drunning_mean = -sum dx``,
+    ``drunning_var = -1/2 sum dout gamma x_hat inv_std^2``.
+
+    Args:
+      dout: (N, D) or (N, C, H, W).
+      cache: ``(x_hat, inv_std, gamma)`` from ``layers.batchnorm_inference_forward``.
+
+    Returns:
+      ``(dx, dgamma, dbeta, drunning_mean, drunning_var)``.
+    """
+    x_hat, inv_std, gamma = cache
+    shape = (1, -1) if dout.ndim == 2 else (1, -1, 1, 1)
+    axes = tuple(a for a in range(dout.ndim) if a != 1)
+    dx_hat = dout * gamma.reshape(shape)
+    dx = dx_hat * inv_std.reshape(shape)
+    return (
+        dx,
+        jnp.sum(dout * x_hat, axis=axes),
+        jnp.sum(dout, axis=axes),
+        -jnp.sum(dx, axis=axes),
+        -0.5 * jnp.sum(dx_hat * x_hat, axis=axes) * inv_std**2,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Dropout.
+
+
+def dropout_backward(dout, cache):
+    """``dx = dout * mask / (1 - rate)``: the gradient flows only through the kept units."""
+    return dout * cache
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolution and pooling.
+
+
+def fold_patches(dcols, param: WindowParam):
+    """col2im, the adjoint of ``layers.window_patches``: add each window's gradient back in place.
+
+    Args:
+      dcols: (N, C, HH*WW, H', W') gradient with respect to the windows.
+
+    Returns:
+      (N, C, H, W) gradient with respect to the unpadded input; overlapping windows add up.
+    """
+    _, _, H, W = param.input_shape
+    HH, WW = param.size
+    Ho, Wo = param.out_hw
+    p, s = param.pad, param.stride
+    zero = jnp.zeros((), dcols.dtype)
+
+    def placed(i, j):
+        # Spread window entry (i, j) to rows i, i+s, ... of the padded input; the negative
+        # edge padding crops the zero padding of the forward.
+        return lax.pad(
+            dcols[:, :, i * WW + j],
+            zero,
+            [(0, 0, 0), (0, 0, 0),
+             (i - p, H + p - i - s * (Ho - 1) - 1, s - 1),
+             (j - p, W + p - j - s * (Wo - 1) - 1, s - 1)],
+        )
+
+    return sum(placed(i, j) for i in range(HH) for j in range(WW))
+
+
+def conv2d_backward(dout, cache):
+    """``db = sum_{n,h,w} dout``, ``dw = dout . cols^T``, ``dx = col2im(w^T . dout)``.
+
+    Args:
+      dout: (N, F, H', W').
+      cache: ``(cols, w, param)`` from ``layers.conv2d_forward``.
+
+    Returns:
+      ``(dx, dw, db)``: (N, C, H, W), (F, C, HH, WW), (F,).
+    """
+    cols, w, param = cache
+    F, C, HH, WW = w.shape
+    dw = jnp.einsum("nfhw,nckhw->fck", dout, cols).reshape(w.shape)
+    dcols = jnp.einsum("nfhw,fck->nckhw", dout, w.reshape(F, C, HH * WW))
+    return fold_patches(dcols, param), dw, jnp.sum(dout, axis=(0, 2, 3))
+
+
+def max_pool2d_backward(dout, cache):
+    """``dx`` = ``dout`` routed to the argmax of each window (first maximum on ties), 0 elsewhere.
+
+    Args:
+      dout: (N, C, H', W').
+      cache: ``(argmax, param)`` from ``layers.max_pool2d_forward``.
+
+    Returns:
+      ``dx`` (N, C, H, W).
+    """
+    argmax, param = cache
+    K = param.size[0] * param.size[1]
+    is_max = argmax[:, :, None] == jnp.arange(K)[None, None, :, None, None]
+    return fold_patches(jnp.where(is_max, dout[:, :, None], 0), param)
+
+
+def avg_pool2d_backward(dout, cache):
+    """``dx`` = ``dout / (size * size)`` spread over each window (overlaps add up)."""
+    param = cache
+    K = param.size[0] * param.size[1]
+    dcols = jnp.broadcast_to(dout[:, :, None] / K, dout.shape[:2] + (K,) + dout.shape[2:])
+    return fold_patches(dcols, param)
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses.
+
+
+def softmax_loss_backward(dout, cache):
+    """``dscores = dout * (probs - onehot(y)) / N``.
+
+    Returns:
+      ``dscores`` (N, C).
+    """
+    probs, y = cache
+    return dout * (probs - jax.nn.one_hot(y, probs.shape[1], dtype=probs.dtype)) / probs.shape[0]
+
+
+def svm_loss_backward(dout, cache):
+    """``dscores_ij = dout / N * (1[margin_ij > 0] - 1[j = y_i] * #{k : margin_ik > 0})``.
+
+    Returns:
+      ``dscores`` (N, C).
+    """
+    positive, y = cache
+    onehot = jax.nn.one_hot(y, positive.shape[1], dtype=positive.dtype)
+    counts = jnp.sum(positive, axis=1, keepdims=True)
+    return dout * (positive - onehot * counts) / positive.shape[0]
+
+
+def squared_error_backward(dout, cache):
+    """``dpred = dout * (pred - target) / N`` (and ``dtarget = -dpred``).
+
+    Returns:
+      ``dpred`` like ``pred``.
+    """
+    diff = cache
+    return dout * diff / diff.shape[0]
+
+
+def sigmoid_bce_backward(dout, cache):
+    """``dlogits = dout * (sigmoid(z) - y) / size``.
+
+    Returns:
+      ``dlogits`` like ``logits``.
+    """
+    z, y = cache
+    return dout * (jax.nn.sigmoid(z) - y) / z.size
+
+
+def l2_penalty_backward(dout, cache):
+    """``dW = dout * reg * W`` for weights, 0 for the rest; ``dreg = dout * 0.5 * sum W^2``.
+
+    Returns:
+      ``(dparams, dreg)``: a dict like ``params`` and a scalar.
+    """
+    params, reg = cache
+    keys = losses.weight_keys(params)
+    dparams = {k: dout * reg * v if k in keys else jnp.zeros_like(v) for k, v in params.items()}
+    dreg = dout * 0.5 * sum(jnp.sum(params[k] ** 2) for k in keys)
+    return dparams, jnp.asarray(dreg, jnp.result_type(reg))
+
+
+def l1_penalty_backward(dout, cache):
+    """``dW = dout * reg * sign(W)`` for weights, 0 for the rest; ``dreg = dout * sum |W|``.
+
+    Returns:
+      ``(dparams, dreg)``.
+    """
+    params, reg = cache
+    keys = losses.weight_keys(params)
+    dparams = {k: dout * reg * jnp.sign(v) if k in keys else jnp.zeros_like(v) for k, v in params.items()}
+    dreg = dout * sum(jnp.sum(jnp.abs(params[k])) for k in keys)
+    return dparams, jnp.asarray(dreg, jnp.result_type(reg))
+
+
+# ---------------------------------------------------------------------------------------------
+# The two-layer net of the documents, as one function.
+
+
+def two_layer_net_loss_and_grads(params, X, y, reg):
+    """Softmax loss + ``0.5 reg (sum W1^2 + sum W2^2)`` of affine-relu-affine, and its gradients.
+
+    Equations (1)-(10) of the two-layer derivation, in matrix form:
+    (1) ``fc1 = X W1 + b1``, (2) ``h = max(0, fc1)``, (3) ``s = h W2 + b2``, (4) softmax;
+    (5) ``ds = (probs - onehot(y)) / N``, (6) ``dW2 = h^T ds``, (7) ``db2 = 1^T ds``,
+    (8) ``dh = ds W2^T`` masked by ``fc1 > 0``, (9) ``dW1 = X^T dh``, (10) ``db1 = 1^T dh``,
+    plus ``reg * W`` for each weight.
+
+    Args:
+      params: ``{"W1": (D, H), "b1": (H,), "W2": (H, C), "b2": (C,)}``.
+      X: (N, D) inputs (or (N, d1..dk), flattened).
+      y: (N,) integer labels.
+      reg: L2 strength.
+
+    Returns:
+      ``(loss, grads)`` with ``grads`` shaped like ``params``.
+
+    >>> params = {"W1": jnp.ones((3, 4)), "b1": jnp.zeros(4), "W2": jnp.ones((4, 2)), "b2": jnp.zeros(2)}
+    >>> loss, grads = two_layer_net_loss_and_grads(params, jnp.ones((5, 3)), jnp.zeros(5, int), 0.0)
+    >>> sorted(grads), float(loss)
+    (['W1', 'W2', 'b1', 'b2'], 0.693147...)
+    """
+    W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
+    fc1, (X, _) = layers.affine_forward(X, W1, b1)  # (1)
+    h, _ = layers.relu_forward(fc1)  # (2)
+    scores, _ = layers.affine_forward(h, W2, b2)  # (3)
+    data_loss, (probs, y) = losses.softmax_loss_forward(scores, y)  # (4)
+    loss = data_loss + losses.l2_penalty({"W1": W1, "W2": W2}, reg)
+
+    N = scores.shape[0]
+    X_rows = X.reshape(N, -1)
+    dscores = (probs - jax.nn.one_hot(y, probs.shape[1], dtype=probs.dtype)) / N  # (5)
+    dW2 = h.T @ dscores  # (6)
+    db2 = jnp.sum(dscores, axis=0)  # (7)
+    dh = jnp.where(fc1 > 0, dscores @ W2.T, 0)  # (8)
+    dW1 = X_rows.T @ dh  # (9)
+    db1 = jnp.sum(dh, axis=0)  # (10)
+    return loss, {"W1": dW1 + reg * W1, "b1": db1, "W2": dW2 + reg * W2, "b2": db2}
+
+
+# ---------------------------------------------------------------------------------------------
+# The custom_vjp twins: layers' forwards with the backwards above as their gradients.
+
+
+def _twin(forward, backward, nondiff_argnums=()):
+    """``layers``-style primal of ``forward`` whose VJP is ``backward(dout, cache)``.
+
+    ``backward`` must return one cotangent per differentiable argument (a tuple when there are
+    several); ``None`` stands for arguments without gradients (keys, labels).
+    """
+    twin = jax.custom_vjp(layers.primal_of(forward), nondiff_argnums=nondiff_argnums)
+
+    def bwd(*args):
+        cache, dout = args[-2], args[-1]
+        grads = backward(dout, cache)
+        return grads if isinstance(grads, tuple) else (grads,)
+
+    twin.defvjp(forward, bwd)
+    twin.__doc__ = (
+        f"``{forward.__name__.removesuffix('_forward')}`` whose gradient is the hand-derived "
+        f"``{backward.__name__}``. Same signature as ``{forward.__module__}.{forward.__name__}``."
+    )
+    return twin
+
+
+def _with_none(backward):
+    """Append a ``None`` cotangent for a last argument without gradient (labels or a key)."""
+
+    def adapted(dout, cache):
+        return backward(dout, cache), None
+
+    adapted.__name__ = backward.__name__
+    return adapted
+
+
+def _with_target(backward):
+    """Add the target's cotangent (``-dpred``) to a regression-style loss backward."""
+
+    def adapted(dout, cache):
+        dpred = backward(dout, cache)
+        return dpred, -dpred
+
+    adapted.__name__ = backward.__name__
+    return adapted
+
+
+def _bce_backward_both(dout, cache):
+    z, _ = cache
+    return sigmoid_bce_backward(dout, cache), -dout * z / z.size
+
+
+_bce_backward_both.__name__ = "sigmoid_bce_backward"
+
+affine = _twin(layers.affine_forward, affine_backward)
+relu = _twin(layers.relu_forward, relu_backward)
+sigmoid = _twin(layers.sigmoid_forward, sigmoid_backward)
+tanh = _twin(layers.tanh_forward, tanh_backward)
+batchnorm = _twin(layers.batchnorm_forward, batchnorm_backward, nondiff_argnums=(3,))
+spatial_batchnorm = _twin(layers.spatial_batchnorm_forward, spatial_batchnorm_backward, nondiff_argnums=(3,))
+layernorm = _twin(layers.layernorm_forward, layernorm_backward, nondiff_argnums=(3,))
+groupnorm = _twin(layers.groupnorm_forward, groupnorm_backward, nondiff_argnums=(3, 4))
+batchnorm_inference = _twin(
+    layers.batchnorm_inference_forward, batchnorm_inference_backward, nondiff_argnums=(5,)
+)
+dropout = _twin(layers.dropout_forward, _with_none(dropout_backward), nondiff_argnums=(2,))
+conv2d = _twin(layers.conv2d_forward, conv2d_backward, nondiff_argnums=(3, 4))
+max_pool2d = _twin(layers.max_pool2d_forward, max_pool2d_backward, nondiff_argnums=(1, 2))
+avg_pool2d = _twin(layers.avg_pool2d_forward, avg_pool2d_backward, nondiff_argnums=(1, 2))
+update_running_stats = layers.update_running_stats  # state update: no gradient to derive
+
+softmax_loss = _twin(losses.softmax_loss_forward, _with_none(softmax_loss_backward))
+svm_loss = _twin(losses.svm_loss_forward, _with_none(svm_loss_backward), nondiff_argnums=(2,))
+squared_error = _twin(losses.squared_error_forward, _with_target(squared_error_backward))
+sigmoid_bce = _twin(losses.sigmoid_bce_forward, _bce_backward_both)
+l2_penalty = _twin(losses.l2_penalty_forward, l2_penalty_backward)
+l1_penalty = _twin(losses.l1_penalty_forward, l1_penalty_backward)
