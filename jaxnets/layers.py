@@ -361,6 +361,12 @@ def update_running_stats(running_mean, running_var, x, momentum=0.9):
 # Dropout.
 
 
+def check_dropout_rate(rate, name="rate"):
+    """Raise ``ValueError`` unless ``rate`` (a drop probability) is a number in [0, 1)."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        raise ValueError(f"{name} (the drop probability) must be a number in [0, 1), got {rate!r}")
+
+
 def dropout_forward(x, key, rate):
     """Inverted dropout: ``out = x * mask / (1 - rate)``, ``mask ~ Bernoulli(1 - rate)``.
 
@@ -380,8 +386,7 @@ def dropout_forward(x, key, rate):
     Array([1., 1., 1., 1.], dtype=float32)
     """
     _check_float("x", x)
-    if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-        raise ValueError(f"rate (the drop probability) must be a number in [0, 1), got {rate!r}")
+    check_dropout_rate(rate)
     if rate == 0.0:
         return x, jnp.ones_like(x)
     if key is None:
