@@ -1,0 +1,184 @@
+"""Whole models: manual vs autodiff gradients, BN state, overfitting, equal training paths."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnets import data, gradcheck, layers, losses, manual_grads, models, train
+from jaxnets.gradcheck import rel_error
+
+# (factory, input shape, loss): each model in the variants a user would build.
+MODELS = {
+    "linear_svm": (lambda ops: models.linear_classifier(4, ops=ops), (6,), "svm"),
+    "linear_softmax": (lambda ops: models.linear_classifier(4, ops=ops), (2, 3), "softmax"),
+    "two_layer": (lambda ops: models.two_layer_net(7, 4, weight_scale=0.5, ops=ops), (6,), "softmax"),
+    "fc": (lambda ops: models.fc_net([6, 5], 4, ops=ops), (6,), "softmax"),
+    "fc_batchnorm_dropout": (lambda ops: models.fc_net([6, 5], 4, normalization="batchnorm", dropout=0.3, ops=ops), (6,), "softmax"),
+    "fc_layernorm_dropout": (lambda ops: models.fc_net([6, 5], 4, normalization="layernorm", dropout=0.3, ops=ops), (6,), "softmax"),
+    "digits_cnn": (lambda ops: models.digits_cnn((5, 6), ops=ops), (1, 8, 8), "squared_error"),
+    "three_layer_convnet": (lambda ops: models.three_layer_convnet(3, 3, 6, 4, ops=ops), (2, 6, 6), "softmax"),
+    "convnet_batchnorm": (lambda ops: models.convnet((3, 4), (5,), 4, dropout=0.2, ops=ops), (2, 8, 8), "softmax"),
+    "convnet_avgpool": (lambda ops: models.convnet((3,), (), 4, normalization=None, pool="avg", ops=ops), (1, 4, 4), "softmax"),
+}
+
+
+def assert_grads_agree(a, b, bar, zero_atol=1e-14):
+    """rel_error on every gradient entry that is not an exact zero of the math.
+
+    Some entries are exactly 0 in exact arithmetic (a bias right before batch norm, whose mean
+    subtraction cancels it; a unit that dropout removed for the whole batch) and come out as
+    rounding residue ~1e-17 on both sides; the relative measure of two residues is meaningless,
+    so there only the absolute error counts.
+    """
+    for k in a:
+        x, y = np.asarray(a[k]), np.asarray(b[k])
+        zero = np.maximum(np.abs(x), np.abs(y)) < max(zero_atol, 1e-12)
+        assert np.all(np.abs(x - y)[zero] < zero_atol), k
+        assert rel_error(x[~zero], y[~zero]) < bar, k
+
+
+def _batch(rng, input_shape, loss, n=6):
+    x = jnp.asarray(rng.standard_normal((n, *input_shape)))
+    y = jnp.asarray(rng.integers(0, 2 if loss == "squared_error" else 4, n))
+    return x, y
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_whole_model_manual_matches_autodiff(name, x64, rng):
+    factory, input_shape, loss = MODELS[name]
+    auto_model, manual_model = factory(layers), factory(manual_grads)
+    params, state = auto_model.init(jax.random.key(1), input_shape)
+    params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64) + 0.1 * rng.standard_normal(a.shape), params)
+    x, y = _batch(rng, input_shape, loss)
+    key = jax.random.key(3)  # the same dropout masks on both sides
+
+    def grads(model, loss_ops):
+        f = lambda p: train.loss_fn(model, p, state, x, y, reg=0.1, key=key, loss=loss, loss_ops=loss_ops)[0]  # noqa: E731
+        return jax.jit(jax.value_and_grad(f))(params)
+
+    (auto_loss, auto_grads), (manual_loss, manual_grads_) = grads(auto_model, losses), grads(manual_model, manual_grads)
+    assert abs(auto_loss - manual_loss) < 1e-12
+    assert set(auto_grads) == set(params)
+    assert_grads_agree(auto_grads, manual_grads_, 1e-10)
+
+
+@pytest.mark.parametrize("name, h", [("two_layer", 1e-5), ("fc_batchnorm_dropout", 1e-5), ("three_layer_convnet", 1e-4)])
+def test_whole_model_manual_matches_numeric(name, h, x64, rng):
+    factory, input_shape, loss = MODELS[name]
+    model = factory(manual_grads)
+    params, state = model.init(jax.random.key(1), input_shape)
+    params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
+    x, y = _batch(rng, input_shape, loss, n=4)
+    f = lambda p: train.loss_fn(model, p, state, x, y, reg=0.1, key=jax.random.key(3), loss=loss, loss_ops=manual_grads)[0]  # noqa: E731
+    # Smaller steps than for single layers: a whole net's relu inputs are harder to keep 2h
+    # away from the kink (chosen per net: the smallest step whose rounding noise ~eps |f| / h
+    # stays under the bar). Numeric zeros carry that noise, so they compare absolutely.
+    numeric = gradcheck.numeric_grads(f, (params,), (0,), h=h)[0]
+    assert_grads_agree(jax.grad(f)(params), numeric, 1e-7, zero_atol=1e-9)
+
+
+def test_batchnorm_running_stats_move_in_training_and_are_used_at_inference(rng):
+    model = models.fc_net([5], 3, normalization="batchnorm")
+    params, state = model.init(jax.random.key(0), (4,))
+    x = jnp.asarray(rng.standard_normal((32, 4)) * 3 + 2, jnp.float32)
+    _, new_state = model.apply(params, state, x, train=True)
+    assert all(not jnp.allclose(new_state[k], state[k]) for k in state)
+    _, same_state = model.apply(params, new_state, x, train=False)
+    assert all(jnp.array_equal(same_state[k], new_state[k]) for k in state)
+    scores_a = model.apply(params, new_state, x[:1], train=False)[0]
+    scores_b = model.apply(params, state, x[:1], train=False)[0]
+    assert not jnp.allclose(scores_a, scores_b)  # inference reads the running statistics
+    # and, unlike training, depends on each example alone
+    assert jnp.allclose(model.apply(params, new_state, x, train=False)[0][:1], scores_a, atol=1e-6)
+
+
+def test_dropout_in_training_needs_a_key():
+    model = models.fc_net([5], 3, dropout=0.5)
+    params, state = model.init(jax.random.key(0), (4,))
+    with pytest.raises(ValueError, match="needs key"):
+        model.apply(params, state, jnp.ones((2, 4)), train=True)
+    model.apply(params, state, jnp.ones((2, 4)), train=False)  # inference needs none
+
+
+def _tiny_split(n=50, shape=(1, 8, 8), seed=0):
+    d = data.load_digits(seed=seed)
+    return {"X_train": d["X_train"][:n], "y_train": d["y_train"][:n], "X_val": d["X_val"][:20], "y_val": d["y_val"][:20]}
+
+
+@pytest.mark.parametrize("name, model, config", [
+    ("fc_net", models.fc_net([100, 100], 10), train.TrainConfig(optimizer="adam", learning_rate=1e-2, epochs=20, batch_size=25)),
+    ("three_layer_convnet", models.three_layer_convnet(16, 3, 50, 10),
+     train.TrainConfig(optimizer="adam", learning_rate=1e-2, epochs=20, batch_size=25)),
+])
+def test_overfits_50_samples(name, model, config):
+    """The course's sanity check: a net that can't reach 100% on 50 samples has a bug."""
+    split = _tiny_split()
+    ts = train.fit(model, split, config, key=jax.random.key(0))
+    assert train.accuracy(model, ts.params, ts.state, split["X_train"], split["y_train"]) == 1.0
+
+
+@pytest.mark.parametrize("factory", [
+    lambda ops: models.fc_net([20, 20], 10, normalization="batchnorm", dropout=0.2, ops=ops),
+    lambda ops: models.convnet((4,), (16,), 10, dropout=0.2, ops=ops),
+], ids=["fc_bn_dropout", "convnet"])
+def test_manual_and_autodiff_training_give_the_same_params(factory):
+    split = _tiny_split(100)
+    config = train.TrainConfig(optimizer="momentum", learning_rate=1e-2, epochs=3, batch_size=20)
+    runs = [train.fit(factory(ops), split, config, key=jax.random.key(0), loss_ops=loss_ops)
+            for ops, loss_ops in (train.grad_namespaces("auto"), train.grad_namespaces("manual"))]
+    for k in runs[0].params:  # float32 training: equal up to rounding that compounds over steps
+        np.testing.assert_allclose(runs[0].params[k], runs[1].params[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    np.testing.assert_allclose(runs[0].history["loss"], runs[1].history["loss"], rtol=1e-5)
+
+
+def test_fit_keeps_best_params_and_stops_early():
+    split = _tiny_split(100)
+    model = models.fc_net([20], 10)
+    ts = train.fit(model, split, train.TrainConfig(optimizer="adam", learning_rate=3e-2, epochs=40, batch_size=20, patience=2),
+                   key=jax.random.key(0))
+    assert "early stopping" in ts.history["stopped"]
+    assert len(ts.history["val_acc"]) < 40
+    assert ts.best_val_acc == max(ts.history["val_acc"])
+    assert train.accuracy(model, ts.best_params, ts.best_state, split["X_val"], split["y_val"]) == pytest.approx(ts.best_val_acc)
+
+
+def test_with_replacement_sampling_and_lr_decay_run():
+    split = _tiny_split(100)
+    config = train.TrainConfig(learning_rate=0.5, lr_decay=0.5, epochs=3, batch_size=30, with_replacement=True)
+    ts = train.fit(models.two_layer_net(10, 10), split, config, key=jax.random.key(0))
+    assert len(ts.history["loss"]) == 3 * (100 // 30)
+    assert ts.history["lr"] == [0.5, 0.25, 0.125]
+
+
+def test_divergence_stops_with_a_clear_message():
+    split = _tiny_split(100)
+    ts = train.fit(models.fc_net([50, 50], 10, weight_scale=10.0), split,
+                   train.TrainConfig(learning_rate=1e6, epochs=5, batch_size=20), key=jax.random.key(0))
+    assert ts.history["stopped"].startswith("diverged")
+    assert "epoch 1, step" in ts.history["stopped"] and "lower learning rate" in ts.history["stopped"]
+    assert all(jnp.all(jnp.isfinite(v)) for v in jax.tree_util.tree_leaves(ts.best_params))
+
+
+def test_sweep_matches_sequential_runs():
+    split = _tiny_split(100)
+    model = models.two_layer_net(20, 10)
+    config = train.TrainConfig(learning_rate=1e-1, epochs=2, batch_size=20)
+    result = train.sweep(model, split, [1e-2, 1e-1], [0.0, 1e-2], config, key=jax.random.key(0))
+    assert len(result["val_acc"]) == 4
+    for i, (lr, reg) in enumerate(zip(result["learning_rate"], result["reg"])):
+        ts = train.fit(model, split, config._replace(learning_rate=float(lr), reg=float(reg)), key=jax.random.key(0))
+        one = jax.tree_util.tree_map(lambda a: a[i], result["params"])
+        assert rel_error(one, ts.params) < 1e-4
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(epochs=0), "epochs must be a positive int, got 0"),
+    (dict(batch_size=1000), "batch_size=1000 is larger than the training set"),
+    (dict(learning_rate=-1.0), "learning_rate must be > 0"),
+    (dict(optimizer="adagrad"), "optimizer must be one of"),
+    (dict(loss="hinge"), "loss must be one of"),
+])
+def test_bad_config(bad, match):
+    with pytest.raises(ValueError, match=match):
+        train.fit(models.two_layer_net(5, 10), _tiny_split(), train.TrainConfig(**bad), key=jax.random.key(0))
