@@ -75,7 +75,7 @@ def softmax_loss(scores, y):
         y: ``(N,)`` int labels in ``[0, C)``.
 
     Returns:
-        ``(loss, dscores)``: a scalar of the dtype of ``scores`` and ``dscores`` of shape ``(N, C)``.
+        ``(loss, dscores)``: a scalar of the dtype of ``scores``, and ``dscores (N, C)``.
     """
     N = scores.shape[0]
     shifted = scores - scores.max(axis=1, keepdims=True)
@@ -244,7 +244,8 @@ def w2_loss_and_grads(params, X, y, reg, rate, rng):
     (the course's ``p`` is the keep probability ``1 - rate``).
 
     Batch norm backward, the simplified closed form:
-    ``dx = inv_std / N * (N * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))``, ``dxhat = dz * gamma``.
+    ``dx = inv_std / N * (N * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))`` with
+    ``dxhat = dz * gamma``.
 
     Args:
         params: ``W1 (D, H1), b1, gamma1, beta1 (H1,), ..., WL (H_{L-1}, C), bL (C,)``.
@@ -304,7 +305,7 @@ def w2_loss_and_grads(params, X, y, reg, rate, rng):
 
 
 def w2_numpy_prepare(params, X, y):
-    """Converts once: ``X`` of shape ``(N, 1, 28, 28)`` (or ``(N, D)``) becomes float32 ``(N, D)``."""
+    """Converts once: ``X`` of shape ``(N, 1, 28, 28)`` or ``(N, D)`` becomes float32 ``(N, D)``."""
     return _prepare(params, X, y, flatten=True)
 
 
@@ -362,7 +363,8 @@ def w2_numpy(params, X, y, *, lr=1e-3, reg, dropout, batch_size=200, seed=0):
 
 
 def conv_forward(x, w, b, stride=1, pad=0):
-    """Cross-correlation via im2col: ``out[n, f] = sum_{c,i,j} w[f, c, i, j] * xpad[n, c, s*h+i, s*w+j] + b[f]``.
+    """Cross-correlation via im2col:
+    ``out[n, f, h, w] = sum_{c,i,j} w[f, c, i, j] * xpad[n, c, s*h + i, s*w + j] + b[f]``.
 
     Args:
         x: ``(N, C, H, W)`` input.
@@ -388,7 +390,8 @@ def conv_forward(x, w, b, stride=1, pad=0):
 
 
 def conv_backward(dout, cache, input_grad=True):
-    """im2col backward: ``dw = dout_mat.T @ cols``, ``db = sum(dout)``, ``dx = col2im(dout_mat @ w_mat)``.
+    """im2col backward: ``dw = dout_mat.T @ cols``, ``db = sum(dout)``,
+    ``dx = col2im(dout_mat @ w_mat)``.
 
     Args:
         dout: ``(N, F, H', W')`` upstream gradient.
@@ -466,7 +469,8 @@ def w3_init_params(seed=0, input_dim=(3, 32, 32), num_filters=32, filter_size=7,
     """The course's ``ThreeLayerConvNet`` init: ``W ~ weight_scale * N(0, 1)``, ``b = 0``.
 
     Returns:
-        float32 ``{W1 (F, C, HH, WW), b1 (F,), W2 (F*H/2*W/2, hidden), b2, W3 (hidden, classes), b3}``.
+        float32 ``{W1 (F, C, HH, WW), b1 (F,), W2 (F*H/2*W/2, hidden), b2 (hidden,),
+        W3 (hidden, classes), b3 (classes,)}``.
     """
     rng = np.random.default_rng(seed)
     C, H, W = input_dim
@@ -595,7 +599,9 @@ def _gradcheck(name, loss_and_grads, params, extra=None):
 
 def _self_check_grads():
     rng = np.random.default_rng(0)
-    f64 = lambda d: {k: v.astype(np.float64) for k, v in d.items()}  # noqa: E731
+
+    def f64(params):
+        return {k: v.astype(np.float64) for k, v in params.items()}
 
     print("gradient checks (float64, centered differences):")
     p1 = f64(w1_init_params(1, D=6, H=5, C=3, std=0.5))

@@ -145,7 +145,8 @@ def w1_torch_run(prepared, *, lr=1e-3, reg, batch_size=200):
     """One epoch of SGD on the two-layer net over contiguous minibatches of ``X``.
 
     Args:
-        prepared: ``(params, X (N, D), y (N,))`` tensors from :func:`w1_torch_prepare`; not modified.
+        prepared: ``(params, X (N, D), y (N,))`` tensors from :func:`w1_torch_prepare`;
+            not modified.
         lr: SGD step size.
         reg: L2 strength.
         batch_size: minibatch size; ``N // batch_size`` steps, a last partial batch is dropped.
@@ -220,7 +221,7 @@ def w2_loss(params, X, y, reg, rate, generator):
 
 
 def w2_torch_prepare(params, X, y):
-    """Converts once: ``X`` of shape ``(N, 1, 28, 28)`` (or ``(N, D)``) becomes float32 ``(N, D)``."""
+    """Converts once: ``X`` of shape ``(N, 1, 28, 28)`` or ``(N, D)`` becomes float32 ``(N, D)``."""
     return _prepare(params, X, y, flatten=True)
 
 
@@ -229,7 +230,8 @@ def w2_torch_run(prepared, *, lr=1e-3, reg, dropout, batch_size=200, seed=0,
     """One epoch of ``torch.optim.Adam`` on the batch-norm ``fc_net`` over contiguous minibatches.
 
     Args:
-        prepared: ``(params, X (N, D), y (N,))`` tensors from :func:`w2_torch_prepare`; not modified.
+        prepared: ``(params, X (N, D), y (N,))`` tensors from :func:`w2_torch_prepare`;
+            not modified.
         lr, beta1, beta2, eps: Adam hyper-parameters (bias-corrected Adam, fresh state).
         reg: L2 strength.
         dropout: drop probability in ``[0, 1)`` (the course's keep probability is ``1 - dropout``).
@@ -380,8 +382,10 @@ def _self_check_agreement(bn):
     l_t, g_t = _torch_grads(w2_loss, p, X[:200], y[:200], 1e-3, 0.0, None)
     assert np.isclose(l_np, l_t, rtol=1e-5), (l_np, l_t)
     _check("W2 gradients (dropout 0)", g_np, g_t, 1e-4, skip=hidden_b)
-    print(f"    hidden-bias gradients: max |g| numpy {max(abs(g_np[k]).max() for k in hidden_b):.1e},"
-          f" torch {max(abs(g_t[k]).max() for k in hidden_b):.1e}")
+    noise_np = max(abs(g_np[k]).max() for k in hidden_b)
+    noise_t = max(abs(g_t[k]).max() for k in hidden_b)
+    print(f"    hidden-bias gradients (zero up to float noise): max |g| numpy {noise_np:.1e},"
+          f" torch {noise_t:.1e}")
     new_np, l_np = bn.w2_numpy(p, X, y, lr=1e-3, reg=1e-3, dropout=0.0)
     new_t, l_t = w2_torch(p, X, y, lr=1e-3, reg=1e-3, dropout=0.0)
     assert np.allclose(l_np, l_t, rtol=1e-5), (l_np, l_t)
