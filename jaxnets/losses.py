@@ -104,9 +104,11 @@ def squared_error_forward(pred, target):
 
 
 def sigmoid_bce_forward(logits, y):
-    """``L = mean[max(z, 0) - z y + log(1 + exp(-|z|))]``: binary cross-entropy on logits ``z``.
+    """``L = mean[softplus(z) - z y]``: binary cross-entropy on logits ``z``, ``softplus(z) = log(1 + e^z)``.
 
-    The log-sum-exp form stays finite for any ``|z|`` (no ``log(0)``).
+    softplus is evaluated as ``logaddexp(z, 0)``, finite for any ``|z|`` (no ``log(0)``) and
+    smooth at ``z = 0`` (a ``max(z, 0) + log1p(exp(-|z|))`` spelling has kinks there that give
+    autodiff a wrong subgradient).
 
     Args:
       logits: (N, ...) real logits.
@@ -121,7 +123,7 @@ def sigmoid_bce_forward(logits, y):
     _check_same_shape("logits", logits, "y", y)
     y = jnp.asarray(y, logits.dtype)
     z = logits
-    loss = jnp.mean(jnp.maximum(z, 0) - z * y + jnp.log1p(jnp.exp(-jnp.abs(z))))
+    loss = jnp.mean(jax.nn.softplus(z) - z * y)
     return loss, (z, y)
 
 

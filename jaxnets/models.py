@@ -47,6 +47,18 @@ def _check_mode(train, key, dropout):
         raise ValueError(f"apply(..., train=True) with dropout={dropout} needs key=jax.random.key(...), got key=None")
 
 
+def _image_shape(input_shape, pools):
+    """``(C, H, W)`` of one image, or a clear error for flat features or images too small to pool."""
+    if len(input_shape) != 3:
+        raise ValueError(f"a conv net needs images of shape (C, H, W) (NCHW batches), got examples of shape "
+                         f"{tuple(input_shape)}; reshape the data to (N, C, H, W)")
+    C, H, W = input_shape
+    if min(H, W) < 2**pools:
+        raise ValueError(f"images of {H}x{W} are too small for this net: it halves them {pools} time(s) by 2x2 "
+                         f"pooling and needs H, W >= {2**pools}")
+    return tuple(input_shape)
+
+
 def _layer_keys(key, n):
     return [None] * n if key is None else list(jax.random.split(key, n))
 
@@ -202,7 +214,7 @@ def digits_cnn(hidden_dims: Sequence[int] = (28, 36), *, activations: Sequence[s
     act = [getattr(ops, name) for name in activations]
 
     def init(key, input_shape):
-        C, H, W = input_shape
+        C, H, W = _image_shape(input_shape, 2)
         k1, k2, k3 = jax.random.split(key, 3)
         params = {
             "W1": _weight(k1, (2, C, 3, 3), C * 9, weight_scale), "b1": jnp.zeros(2, jnp.float32),
@@ -236,7 +248,7 @@ def three_layer_convnet(num_filters: int = 32, filter_size: int = 7, hidden_dim:
     pad = (filter_size - 1) // 2
 
     def init(key, input_shape):
-        C, H, W = input_shape
+        C, H, W = _image_shape(input_shape, 1)
         k1, k2 = jax.random.split(key)
         params = {
             "W1": _weight(k1, (num_filters, C, filter_size, filter_size), C * filter_size**2, weight_scale),
@@ -280,7 +292,7 @@ def convnet(channels: Sequence[int] = (32, 64), hidden_dims: Sequence[int] = (25
     pool_fn = {"max": "max_pool2d", "avg": "avg_pool2d"}[pool]
 
     def init(key, input_shape):
-        C, H, W = input_shape
+        C, H, W = _image_shape(input_shape, len(channels))
         if H % 2**n_conv or W % 2**n_conv:
             raise ValueError(f"input height and width must be divisible by 2**{n_conv} for {n_conv} pools, got {H}x{W}")
         keys = jax.random.split(key, n_conv + 1)

@@ -22,6 +22,7 @@ import numpy as np
 import optax
 
 from jaxnets import layers, losses, manual_grads
+from jaxnets.data import validate_images_labels
 from jaxnets.models import Model
 
 __all__ = [
@@ -82,6 +83,58 @@ def _check_config(config: TrainConfig, num_train: int):
             f"batch_size={config.batch_size} is larger than the training set ({num_train} examples); "
             f"use --batch-size <= {num_train}"
         )
+
+
+def _num_classes(model: Model, example_shape, dtype) -> int:
+    """Classes the model's scores cover: its output width (2 for a single sigmoid output)."""
+    try:
+        scores = jax.eval_shape(lambda key: model.apply(*model.init(key, example_shape),
+                                                        jnp.zeros((1, *example_shape), dtype))[0], jax.random.key(0))
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"the model does not accept examples of shape {tuple(example_shape)} and dtype {dtype}: {e}") from None
+    return max(scores.shape[-1], 2)
+
+
+def _check_data(model: Model, data: dict) -> None:
+    """Train/val splits present, finite, non-empty, labelled in range of the model's classes."""
+    missing = [k for k in ("X_train", "y_train", "X_val", "y_val") if k not in data]
+    if missing:
+        raise ValueError(f"data must be a split dict with X_train, y_train, X_val, y_val; missing {missing}")
+    X_train = np.asarray(data["X_train"])
+    if X_train.ndim < 2 or X_train.shape[0] == 0:
+        raise ValueError(f"X_train must be a non-empty batch of shape (N, ...), got shape {X_train.shape}")
+    num_classes = _num_classes(model, X_train.shape[1:], X_train.dtype)
+    for part in ("train", "val"):
+        X, y = data[f"X_{part}"], data[f"y_{part}"]
+        if part == "val" and np.size(y) == 0:
+            continue  # no validation split: model selection falls back to train accuracy
+        if part == "val" and np.shape(X)[1:] != X_train.shape[1:]:
+            raise ValueError(f"X_val examples must have the shape of X_train's {X_train.shape[1:]}, got {np.shape(X)[1:]}")
+        try:
+            validate_images_labels(X, y, num_classes=num_classes)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"{part} split: {e} (the model has {num_classes} classes)") from None
+
+
+def _describe_mismatch(name: str, got, expected) -> str | None:
+    """Why pytree ``got`` does not match the shapes/dtypes of ``expected`` (None if it does)."""
+    if isinstance(expected, dict) and isinstance(got, dict) and set(got) != set(expected):
+        return (f"{name} keys {sorted(got)} do not match the model's {sorted(expected)} "
+                f"(missing {sorted(set(expected) - set(got))}, unexpected {sorted(set(got) - set(expected))})")
+    if jax.tree_util.tree_structure(got) != jax.tree_util.tree_structure(expected):
+        return f"{name} has structure {jax.tree_util.tree_structure(got)}, expected {jax.tree_util.tree_structure(expected)}"
+    for (path, g), e in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree_util.tree_leaves(expected)):
+        if np.shape(g) != e.shape:
+            return f"{name}{jax.tree_util.keystr(path)} has shape {np.shape(g)}, expected {e.shape}"
+    return None
+
+
+def _check_resume(resume: "TrainState", fresh: "TrainState") -> None:
+    """A resumed state must have the pytree structure and shapes this model and config produce."""
+    for name in ("params", "state", "opt_state", "best_params", "best_state"):
+        problem = _describe_mismatch(name, getattr(resume, name), getattr(fresh, name))
+        if problem:
+            raise ValueError(f"resume: {problem}; it comes from a different model or optimizer")
 
 
 def make_optimizer(name: str, learning_rate, lr_decay=1.0, steps_per_epoch=1) -> optax.GradientTransformation:
@@ -232,12 +285,16 @@ def fit(model: Model, data: dict, config: TrainConfig = TrainConfig(), *, key, l
       The final ``TrainState``; ``best_params``/``best_state`` hold the weights with the best
       validation accuracy. ``history["stopped"]`` says why training stopped early, if it did.
     """
+    _check_data(model, data)
     X_train, y_train = data["X_train"], data["y_train"]
     num_train = len(y_train)
     _check_config(config, num_train)
     steps = max(num_train // config.batch_size, 1)
     mesh_sharding = _data_parallel(devices, config.batch_size)
-    ts = resume or init_train_state(model, jax.random.fold_in(key, 0), X_train.shape[1:], config, steps)
+    fresh = partial(init_train_state, model, jax.random.fold_in(key, 0), X_train.shape[1:], config, steps)
+    if resume is not None:
+        _check_resume(resume, jax.eval_shape(fresh))
+    ts = resume or fresh()
 
     epoch_fn = jax.jit(make_epoch_fn(model, config, num_train, loss_ops, mesh_sharding), donate_argnums=(0, 1, 2))
     X_dev, y_dev = jax.device_put(jnp.asarray(X_train)), jax.device_put(jnp.asarray(y_train))
@@ -308,9 +365,12 @@ def sweep(model: Model, data: dict, learning_rates, regs, config: TrainConfig = 
       grid in row-major order: learning rates outer), plus ``"params"`` and ``"state"``
       stacked along a leading axis, and ``"time"``.
     """
+    _check_data(model, data)
     X_train, y_train = data["X_train"], data["y_train"]
     num_train = len(y_train)
     _check_config(config, num_train)
+    if np.size(learning_rates) == 0 or np.size(regs) == 0:
+        raise ValueError(f"sweep needs at least one learning rate and one reg, got {learning_rates!r} and {regs!r}")
     lr_grid, reg_grid = (a.reshape(-1) for a in np.meshgrid(np.asarray(learning_rates, np.float32),
                                                            np.asarray(regs, np.float32), indexing="ij"))
     for lr in lr_grid:
