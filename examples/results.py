@@ -27,7 +27,7 @@ ROWS = {
     "digits-convnet": dict(
         data="digits",
         model=lambda: models.convnet((32, 64), (256,), 10, normalization="batchnorm", dropout=0.3),
-        config=train.TrainConfig(optimizer="adam", learning_rate=2e-3, lr_decay=0.9, epochs=40, batch_size=50),
+        config=train.TrainConfig(optimizer="adam", learning_rate=2e-3, lr_decay=0.93, epochs=60, batch_size=50),
     ),
     "digits01-cnn": dict(
         data="digits-01",

@@ -297,7 +297,10 @@ def fit(model: Model, data: dict, config: TrainConfig = TrainConfig(), *, key, l
     ts = resume or fresh()
 
     epoch_fn = jax.jit(make_epoch_fn(model, config, num_train, loss_ops, mesh_sharding), donate_argnums=(0, 1, 2))
-    X_dev, y_dev = jax.device_put(jnp.asarray(X_train)), jax.device_put(jnp.asarray(y_train))
+    # The training set lives on the device(s) for the whole run: replicated over the mesh when
+    # data-parallel (each device gathers its share of a minibatch locally), else on the default device.
+    replicated = None if mesh_sharding is None else jax.sharding.NamedSharding(mesh_sharding.mesh, jax.sharding.PartitionSpec())
+    X_dev, y_dev = jax.device_put(np.asarray(X_train), replicated), jax.device_put(np.asarray(y_train), replicated)
     hyper = {"learning_rate": jnp.float32(config.learning_rate), "reg": jnp.float32(config.reg)}
     X_sub, y_sub = _subsample(X_train, y_train, max(len(data["y_val"]), 1000))
     history = {k: list(v) for k, v in ts.history.items()}
