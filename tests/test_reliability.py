@@ -268,3 +268,16 @@ def test_training_step_keeps_the_input_dtype(dtype, x64):
     loss, grads = jax.value_and_grad(lambda p: train.loss_fn(model, p, state, split["X_train"], split["y_train"], reg=1e-3)[0])(params)
     assert loss.dtype == dtype and np.isfinite(float(loss))
     assert all(g.dtype == dtype for g in jax.tree_util.tree_leaves(grads))
+
+
+def test_train_command_runs_data_parallel_on_four_devices(tmp_path):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    command = [sys.executable, "-m", "jaxnets", "train", "--model", "two-layer", "--epochs", "2", "--batch-size", "64",
+               "--quiet", "--devices"]
+    result = subprocess.run(command + ["4", "--out", str(tmp_path / "dp")], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "test accuracy" in result.stdout.lower()
+    assert (tmp_path / "dp" / "metrics.json").exists()
+    result = subprocess.run(command + ["3", "--out", str(tmp_path / "dp3")], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr == "jaxnets: error: --batch-size 64 must be divisible by --devices 3\n"
