@@ -27,7 +27,7 @@ __all__ = [
     "groupnorm_forward", "dropout", "dropout_forward", "conv2d", "conv2d_forward",
     "max_pool2d", "max_pool2d_forward", "avg_pool2d", "avg_pool2d_forward",
     "batchnorm_inference", "batchnorm_inference_forward", "update_running_stats",
-    "WindowParam", "window_patches",
+    "WindowParam", "window_patches", "window_slices", "conv_patches",
 ]
 
 
@@ -108,24 +108,105 @@ def _window_param(x, size, stride, pad, what):
     return WindowParam((HH, WW), stride, pad, (N, C, H, W))
 
 
-def window_patches(x, param: WindowParam):
-    """im2col: every window of ``x`` (N, C, H, W), stacked -> ``(N, C, HH*WW, H', W')``.
+def window_slices(x_pad, param: WindowParam, axes=(2, 3)):
+    """Strided views, one per kernel offset: ``views[i*WW + j][..., h, w] = x_pad[..., i + s*h, j + s*w]``.
 
-    One strided slice per kernel offset (HH*WW slices, never a loop over pixels); entry
-    ``[n, c, i*WW + j, h, w]`` is ``x_pad[n, c, h*stride + i, w*stride + j]``.
+    ``s`` is ``param.stride``.
+
+    Args:
+      x_pad: the input, already zero-padded by ``param.pad`` (pools have no padding).
+      param: the window geometry; views are (H', W') = ``param.out_hw`` along ``axes``.
+      axes: the (height, width) axes of ``x_pad``.
+
+    Returns:
+      A list of ``HH*WW`` arrays, row-major kernel order, each ``x_pad``'s shape with ``axes``
+      replaced by (H', W').
+
+    >>> p = WindowParam((2, 2), 2, 0, (1, 1, 4, 4))
+    >>> [int(v[0, 0, 0, 0]) for v in window_slices(jnp.arange(16).reshape(1, 1, 4, 4), p)]
+    [0, 1, 4, 5]
     """
-    p, s = param.pad, param.stride
-    x_pad = jnp.pad(x, ((0, 0), (0, 0), (p, p), (p, p))) if p else x
+    s = param.stride
     Ho, Wo = param.out_hw
     HH, WW = param.size
-    return jnp.stack(
-        [
-            x_pad[:, :, i : i + s * (Ho - 1) + 1 : s, j : j + s * (Wo - 1) + 1 : s]
-            for i in range(HH)
-            for j in range(WW)
-        ],
-        axis=2,
-    )
+
+    def view(i, j):
+        index = [slice(None)] * x_pad.ndim
+        index[axes[0]] = slice(i, i + s * (Ho - 1) + 1, s)
+        index[axes[1]] = slice(j, j + s * (Wo - 1) + 1, s)
+        return x_pad[tuple(index)]
+
+    return [view(i, j) for i in range(HH) for j in range(WW)]
+
+
+def _pad_hw(x, pad, axes=(2, 3)):
+    if not pad:
+        return x
+    widths = [(0, 0)] * x.ndim
+    for a in axes:
+        widths[a] = (pad, pad)
+    return jnp.pad(x, widths)
+
+
+def _stack_windows(x_pad, param: WindowParam, axis, hw_axes):
+    """Stack the windows of ``x_pad`` at ``axis`` as two axes (HH, WW) in two passes.
+
+    First the WW column offsets (strided slices along the width), then the HH row offsets of
+    that: two concatenations of few operands instead of one of HH*WW, which XLA fuses into
+    two plain copies instead of HH*WW slice kernels and a gather of their results.
+    """
+    s = param.stride
+    Ho, Wo = param.out_hw
+    HH, WW = param.size
+    h_axis, w_axis = hw_axes
+
+    def strided(a, ax, start, n):
+        index = [slice(None)] * a.ndim
+        index[ax] = slice(start, start + s * (n - 1) + 1, s)
+        return a[tuple(index)]
+
+    cols = jnp.stack([strided(x_pad, w_axis, j, Wo) for j in range(WW)], axis=axis)
+    shift = 1 if h_axis >= axis else 0  # the new WW axis may sit before the height axis
+    return jnp.stack([strided(cols, h_axis + shift, i, Ho) for i in range(HH)], axis=axis)
+
+
+def window_patches(x, param: WindowParam):
+    """im2col per image: every window of ``x`` (N, C, H, W), stacked -> ``(N, C, HH*WW, H', W')``.
+
+    Entry ``[n, c, i*WW + j, h, w]`` is ``x_pad[n, c, h*stride + i, w*stride + j]``.
+    """
+    N, C, _, _ = param.input_shape
+    Ho, Wo = param.out_hw
+    HH, WW = param.size
+    windows = _stack_windows(_pad_hw(x, param.pad), param, axis=2, hw_axes=(2, 3))  # (N, C, HH, WW, H', W')
+    return windows.reshape(N, C, HH * WW, Ho, Wo)
+
+
+def conv_patches(x, param: WindowParam):
+    """im2col matrix: ``cols[(c, i, j), (n, h, w)] = x_pad[n, c, h*s + i, w*s + j]``, rows and columns row-major.
+
+    One column per output pixel, so a convolution is one matrix product
+    ``w.reshape(F, C*HH*WW) @ cols`` (and its weight gradient one more). Built from the
+    (C, N, H, W) transpose of ``x`` (HH*WW times smaller than ``cols``) so that every row is a
+    run of contiguous copies.
+
+    Args:
+      x: (N, C, H, W) input.
+      param: the window geometry (``param.input_shape`` is ``x``'s shape).
+
+    Returns:
+      ``cols`` (C*HH*WW, N*H'*W').
+
+    >>> p = WindowParam((3, 3), 1, 1, (2, 3, 5, 5))
+    >>> conv_patches(jnp.ones((2, 3, 5, 5)), p).shape
+    (27, 50)
+    """
+    N, C, _, _ = param.input_shape
+    Ho, Wo = param.out_hw
+    HH, WW = param.size
+    x_cn = _pad_hw(jnp.transpose(x, (1, 0, 2, 3)), param.pad)  # (C, N, H+2p, W+2p): 1/HH*WW of cols
+    windows = _stack_windows(x_cn, param, axis=1, hw_axes=(2, 3))  # (C, HH, WW, N, H', W')
+    return windows.reshape(C * HH * WW, N * Ho * Wo)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,7 +484,8 @@ def dropout_forward(x, key, rate):
 def conv2d_forward(x, w, b, stride=1, pad=0):
     """Cross-correlation with symmetric zero padding: ``out[n,f] = sum_c x_pad[n,c] * w[f,c] + b[f]``.
 
-    Computed as im2col: the windows of ``x`` against ``w`` as one large matrix product.
+    Computed as im2col: ``out = w.reshape(F, C*HH*WW) @ conv_patches(x)`` (one large matrix
+    product), reshaped to NCHW.
 
     Args:
       x: (N, C, H, W) input.
@@ -413,7 +495,7 @@ def conv2d_forward(x, w, b, stride=1, pad=0):
 
     Returns:
       ``out`` (N, F, H', W') with ``H' = 1 + (H + 2 pad - HH) // stride``, and
-      ``cache = (cols, w, param)`` with ``cols = window_patches(x)`` (N, C, HH*WW, H', W').
+      ``cache = (cols, w, param)`` with ``cols = conv_patches(x)`` (C*HH*WW, N*H'*W').
 
     >>> conv2d_forward(jnp.ones((1, 3, 8, 8)), jnp.ones((4, 3, 3, 3)), jnp.zeros(4), 1, 1)[0].shape
     (1, 4, 8, 8)
@@ -429,9 +511,12 @@ def conv2d_forward(x, w, b, stride=1, pad=0):
         )
     _check_shape("b", b, (F,))
     param = _window_param(x, (HH, WW), stride, pad, "conv2d")
-    cols = window_patches(x, param)
-    out = jnp.einsum("nckhw,fck->nfhw", cols, w.reshape(F, C, HH * WW)) + b[:, None, None]
-    return out, (cols, w, param)
+    N = jnp.shape(x)[0]
+    Ho, Wo = param.out_hw
+    cols = conv_patches(x, param)
+    # (F, N, H', W') is the product's natural layout; XLA fuses the move to NCHW into the consumer.
+    out = jnp.transpose((w.reshape(F, C * HH * WW) @ cols).reshape(F, N, Ho, Wo), (1, 0, 2, 3))
+    return out + b[:, None, None], (cols, w, param)
 
 
 def _pool_param(x, size, stride):
@@ -445,7 +530,10 @@ def _pool_param(x, size, stride):
 def max_pool2d_forward(x, size=2, stride=2):
     """Max pooling: ``out[n,c,h,w] = max over the size x size window at (h*stride, w*stride)``.
 
-    Ties: the gradient is routed to the first maximal element of a window in row-major order.
+    ``out`` is the elementwise maximum of the ``size*size`` strided views of ``x`` (so autodiff
+    differentiates elementwise maxima, not a reduction); ``argmax`` comes from the views stacked
+    as windows. Ties: the gradient is routed to the first maximal element of a window in
+    row-major order.
 
     Args:
       x: (N, C, H, W); ``(H - size)`` and ``(W - size)`` divisible by ``stride``.
@@ -459,8 +547,12 @@ def max_pool2d_forward(x, size=2, stride=2):
              [13., 15.]]]], dtype=float32)
     """
     param = _pool_param(x, size, stride)
-    windows = window_patches(x, param)
-    return jnp.max(windows, axis=2), (jnp.argmax(windows, axis=2), param)
+    views = window_slices(x, param)
+    out = views[0]
+    for v in views[1:]:
+        out = jnp.maximum(out, v)
+    # Only the hand-derived backward uses argmax; under autodiff XLA drops it.
+    return out, (jnp.argmax(jnp.stack(views, axis=2), axis=2), param)
 
 
 def avg_pool2d_forward(x, size=2, stride=2):
@@ -474,7 +566,10 @@ def avg_pool2d_forward(x, size=2, stride=2):
              [10.5, 12.5]]]], dtype=float32)
     """
     param = _pool_param(x, size, stride)
-    return jnp.mean(window_patches(x, param), axis=2), param
+    views = window_slices(x, param)
+    # times 1/K, not / K: XLA turns a division by a constant into this product under jit, and
+    # eager and compiled results must agree to the bit
+    return sum(views[1:], views[0]) * (1.0 / len(views)), param
 
 
 # ---------------------------------------------------------------------------------------------

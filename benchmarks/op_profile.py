@@ -1,0 +1,139 @@
+"""Op-level timings behind the benchmark's misses: XLA:CPU against numpy on the same operations.
+
+    python benchmarks/op_profile.py [--reps 9] [--json FILE]
+
+Every jax operation is timed inside a compiled ``lax.scan`` of ``steps`` iterations (as in
+``train.make_epoch_fn``) and reported per iteration; numpy runs the same operation in a Python
+loop. Medians of interleaved repetitions. What is measured:
+
+* W1's two matrix products per step (batch 200, 3072 -> 100): the forward ``x @ W`` and the
+  weight gradient ``x^T @ dh`` (the form both autodiff and ``manual_grads.affine_backward``
+  produce), and the same gradient computed as ``dh^T @ x`` (its transpose).
+* W3's convolution products (im2col ``(147, 51200)``, 32 filters): forward ``w @ cols`` and the
+  weight gradient ``dout @ cols^T``.
+* ``lax.conv_general_dilated`` (NCHW, 7x7, pad 3) forward + weight gradient, at the top level of
+  a jitted function and inside a scan: XLA:CPU hands the former to its convolution library and
+  runs the latter with a generic loop emitter.
+* W2's dropout masks (5 x ``bernoulli`` of 200 x 100 per step) with jax's threefry keys: on CPU
+  each draw lowers to a rolled ``fori_loop``, i.e. a while loop of small kernels inside the scan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+
+
+def _bench(fns, reps):
+    for f in fns.values():
+        f()
+    times = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=9)
+    parser.add_argument("--json", metavar="FILE")
+    args = parser.parse_args(argv)
+
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    rng = np.random.default_rng(0)
+    rows = []
+
+    def scan_of(f, steps, *stacked):
+        body = lambda c, a: (c + jnp.sum(f(*a)), None)  # noqa: E731
+        fn = jax.jit(lambda *xs: lax.scan(body, jnp.float32(0), xs)[0])
+        return lambda: fn(*stacked).block_until_ready()
+
+    # W1 products
+    S, B, D, H = 40, 200, 3072, 100
+    xs = rng.standard_normal((S, B, D), dtype=np.float32)
+    hs = rng.standard_normal((S, B, H), dtype=np.float32)
+    W = rng.standard_normal((D, H), dtype=np.float32)
+    jx, jh, jW = jnp.asarray(xs), jnp.asarray(hs), jnp.asarray(W)
+    f = 2 * B * D * H
+    t = _bench({
+        "xla fwd x @ W": scan_of(lambda x: x @ jW, S, jx),
+        "xla dW x^T @ dh": scan_of(lambda x, h: x.T @ h, S, jx, jh),
+        "xla dW (dh^T @ x)": scan_of(lambda x, h: h.T @ x, S, jx, jh),
+        "numpy fwd x @ W": lambda: [xs[i] @ W for i in range(S)],
+        "numpy dW x^T @ dh": lambda: [xs[i].T @ hs[i] for i in range(S)],
+    }, args.reps)
+    rows += [("W1", k, v / S, f / (v / S) / 1e9) for k, v in t.items()]
+
+    # W3 conv products
+    S3, F, CK, L = 4, 32, 147, 51200
+    cols = rng.standard_normal((S3, CK, L), dtype=np.float32)
+    dout = rng.standard_normal((S3, F, L), dtype=np.float32)
+    w = rng.standard_normal((F, CK), dtype=np.float32)
+    jc, jd, jw = jnp.asarray(cols), jnp.asarray(dout), jnp.asarray(w)
+    f = 2 * F * CK * L
+    t = _bench({
+        "xla conv fwd w @ cols": scan_of(lambda c: jw @ c, S3, jc),
+        "xla conv dw dout @ cols^T": scan_of(lambda d, c: d @ c.T, S3, jd, jc),
+        "numpy conv fwd w @ cols": lambda: [w @ cols[i] for i in range(S3)],
+        "numpy conv dw dout @ cols^T": lambda: [dout[i] @ cols[i].T for i in range(S3)],
+    }, args.reps)
+    rows += [("W3", k, v / S3, f / (v / S3) / 1e9) for k, v in t.items()]
+
+    # lax.conv top level vs inside a scan
+    x = jnp.asarray(rng.standard_normal((2, 50, 3, 32, 32), dtype=np.float32))
+    wk = jnp.asarray(rng.standard_normal((32, 3, 7, 7), dtype=np.float32))
+
+    def conv_loss(wk, xb):
+        out = lax.conv_general_dilated(xb, wk, (1, 1), ((3, 3), (3, 3)), dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        return jnp.sum(out * out)
+
+    top = jax.jit(jax.grad(conv_loss))
+    looped = jax.jit(lambda wk, xs: lax.scan(lambda c, xb: (c + jax.grad(conv_loss)(wk, xb), None), jnp.zeros_like(wk), xs)[0])
+    f = 2 * 2 * 50 * 32 * 32 * 32 * 147
+    t = _bench({
+        "lax.conv fwd+dw, top level": lambda: top(wk, x[0]).block_until_ready(),
+        "lax.conv fwd+dw, inside scan": lambda: looped(wk, x[:1]).block_until_ready(),
+    }, max(2, args.reps // 3))
+    rows += [("W3", k, v, f / v / 1e9) for k, v in t.items()]
+
+    # dropout masks
+    S2 = 100
+    keys = jax.random.split(jax.random.key(0), S2)
+
+    def masks(k):
+        ks = jax.random.split(k, 5)
+        return sum(jnp.sum(jax.random.bernoulli(ks[i], 0.5, (200, 100))) for i in range(5))
+
+    mfn = jax.jit(lambda keys: lax.scan(lambda c, k: (c + masks(k), None), 0, keys)[0])
+    npr = np.random.default_rng(0)
+    t = _bench({
+        "jax threefry: 5 dropout masks 200x100": lambda: mfn(keys).block_until_ready(),
+        "numpy PCG64: 5 dropout masks 200x100": lambda: [[npr.random((200, 100), dtype=np.float32) >= 0.5
+                                                          for _ in range(5)] for _ in range(S2)],
+    }, args.reps)
+    rows += [("W2", k, v / S2, None) for k, v in t.items()]
+
+    print(f"op timings (medians of {args.reps}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, jax {jax.__version__}, "
+          f"numpy {np.__version__}, {os.cpu_count()} CPUs)\n")
+    print("| workload | operation | time per call | GFLOP/s |")
+    print("| --- | --- | ---: | ---: |")
+    for wl, name, sec, gf in rows:
+        print(f"| {wl} | {name} | {sec * 1e3:.3f} ms | {'' if gf is None else f'{gf:.0f}'} |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump([{"workload": a, "op": b, "seconds": c, "gflops": d} for a, b, c, d in rows], fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
