@@ -18,8 +18,10 @@ that as a fraction of the measured peak.
 Memory: ``peak RSS (workload)`` is the high-water resident set of the timing subprocess: Python,
 every imported library, the synthetic data and all implementations of that workload together.
 Without ``--quick``, each implementation is also run on its own in a fresh subprocess (setup,
-compile, one run) and ``peak RSS (alone)`` is that process's high-water mark, with the part due
-to the run itself (the high-water mark minus the resident set after imports and data) beside it.
+compile, one run) and ``peak RSS (alone)`` is that process's high-water mark -- which still
+imports every library of the workload and holds its synthetic data -- with the part added by
+that implementation's setup, compile and run (the high-water mark minus the resident set
+before its setup) beside it.
 
 W5 (manual vs autodiff gradients) is not a separate run: it is the ratio of the ``-manual`` and
 ``-auto`` jaxnets implementations of every workload.
@@ -108,8 +110,6 @@ def _peak_probe(n):
 
 def worker(key, quick, reps, torch_wanted):
     """Time workload ``key``; returns the result dict (printed as JSON by ``main``)."""
-    import numpy as np
-
     import workloads
 
     t_start = time.perf_counter()

@@ -13,11 +13,13 @@ What one timed ``run`` does:
 * **W3** ``steps`` SGD steps of ``three_layer_convnet`` (batch 50, 3x32x32, 32 filters 7x7).
   jaxnets: one call of the compiled epoch function (``lax.scan`` over the steps, so Python
   dispatch is paid once); numpy and torch: ``steps`` calls of their one-step function.
-* **W4** the 15-configuration sweep (5 learning rates x 3 regs) of ``jaxnets sweep``'s default
-  net (``fc_net`` [256, 256], batch norm, dropout 0.2, Adam, batch 50) on sklearn-digits shapes
-  (1258 x 64): ``epochs`` epochs of all 15 configurations, either vmapped (one compiled call
-  per epoch, as ``train.sweep`` does) or one after another (the same compiled epoch function as
-  ``train.fit``, called 15 times per epoch).
+* **W4** the 15-configuration sweep (5 learning rates x 3 regs) of ``jaxnets sweep --lr
+  log:1e-2:1:5`` (its default model: the two-layer net 64-100-10, momentum, batch 100) on
+  sklearn-digits shapes (1258 x 64): ``epochs`` epochs of all 15 configurations, either vmapped
+  (one compiled call per epoch, as ``train.sweep`` does) or one after another (the same compiled
+  epoch function as ``train.fit``, called 15 times per epoch); plus ``train.sweep`` against
+  ``train.fit`` per configuration, end to end. **W4b** the same sweep of ``--model fc``
+  (``fc_net`` [256, 256], batch norm, dropout 0.2, Adam, batch 50).
 
 jaxnets implementations go through the library's own training path: ``models`` factories,
 ``train.make_epoch_fn`` (optax optimizer, per-epoch shuffle and minibatch gather inside the
@@ -392,7 +394,7 @@ def _sweep_workload(key, quick, title, make_model, dims, config, n, E, seed, E_e
 
 
 def w4(quick: bool, torch_ok: bool) -> Workload:
-    """``jaxnets sweep --model two-layer``: the course's lr x reg grid search of the two-layer net."""
+    """``jaxnets sweep`` (default model two-layer): the course's lr x reg grid search of the two-layer net."""
     _, _, _, _, _, models, train = _jax()
     sz = sizes(quick)
     hidden = sz["w4_hidden"]
@@ -404,7 +406,7 @@ def w4(quick: bool, torch_ok: bool) -> Workload:
 
 
 def w4b(quick: bool, torch_ok: bool) -> Workload:
-    """``jaxnets sweep`` with its default model: fc_net [256, 256], batch norm, dropout 0.2, Adam."""
+    """``jaxnets sweep --model fc``: fc_net [256, 256], batch norm, dropout 0.2, Adam."""
     _, _, _, _, _, models, train = _jax()
     sz = sizes(quick)
     hidden = list(sz["w4b_hidden"])
