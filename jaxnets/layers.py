@@ -448,8 +448,33 @@ def check_dropout_rate(rate, name="rate"):
         raise ValueError(f"{name} (the drop probability) must be a number in [0, 1), got {rate!r}")
 
 
+def _random_bits(key, shape):
+    """Uniform uint32 bits of ``shape`` from XLA's threefry generator, seeded by ``key``.
+
+    Like ``jax.random.bits`` but one fused kernel: on CPU jax lowers its threefry to a rolled
+    5-iteration loop whose fixed cost (~0.12 ms a call) made the masks a quarter of a dropout
+    net's training step (``benchmarks/README.md``). Under ``vmap`` over keys every key keeps its
+    own stream (``lax.rng_bit_generator``'s own batching rule would seed them all from the first).
+    """
+    def draw(key):
+        seed = jax.random.bits(key, (4,), jnp.uint32)
+        return lax.rng_bit_generator(seed, shape, jnp.uint32, algorithm=lax.RandomAlgorithm.RNG_THREE_FRY)[1]
+
+    @jax.custom_batching.custom_vmap
+    def bits(key):
+        return draw(key)
+
+    @bits.def_vmap
+    def _(axis_size, in_batched, keys):
+        return lax.map(draw, keys), True
+
+    return bits(key)
+
+
 def dropout_forward(x, key, rate):
     """Inverted dropout: ``out = x * mask / (1 - rate)``, ``mask ~ Bernoulli(1 - rate)``.
+
+    The mask is ``bits < (1 - rate) 2^32`` with uniform 32-bit ``bits`` drawn from ``key``.
 
     ``rate`` is the probability of *dropping* a unit; the course's ``p`` is the keep
     probability ``1 - rate``. Scaling at train time means inference is the identity.
@@ -472,7 +497,9 @@ def dropout_forward(x, key, rate):
         return x, jnp.ones_like(x)
     if key is None:
         raise ValueError("dropout with rate > 0 needs a PRNG key (key=jax.random.key(seed)), got None")
-    keep = jax.random.bernoulli(key, 1.0 - rate, jnp.shape(x))
+    # P(bits < t) = t / 2^32 = 1 - rate, to within 2^-32
+    threshold = min(max(round((1.0 - rate) * 2.0**32), 1), 2**32 - 1)
+    keep = _random_bits(key, jnp.shape(x)) < jnp.uint32(threshold)
     scaled_mask = keep.astype(x.dtype) / (1.0 - rate)
     return x * scaled_mask, scaled_mask
 
@@ -514,8 +541,12 @@ def conv2d_forward(x, w, b, stride=1, pad=0):
     N = jnp.shape(x)[0]
     Ho, Wo = param.out_hw
     cols = conv_patches(x, param)
-    # (F, N, H', W') is the product's natural layout; XLA fuses the move to NCHW into the consumer.
-    out = jnp.transpose((w.reshape(F, C * HH * WW) @ cols).reshape(F, N, Ho, Wo), (1, 0, 2, 3))
+    # w enters as (w_mat^T)^T with a barrier between: autodiff's weight gradient is then
+    # cols @ dout_mat^T (C*HH*WW, F), the form manual_grads.conv2d_backward uses and XLA:CPU
+    # runs ~1.5x faster than dout_mat @ cols^T. (F, N, H', W') is the product's natural
+    # layout; XLA fuses the move to NCHW into the consumer.
+    w_cols = lax.optimization_barrier(w.reshape(F, C * HH * WW).T)
+    out = jnp.transpose((w_cols.T @ cols).reshape(F, N, Ho, Wo), (1, 0, 2, 3))
     return out + b[:, None, None], (cols, w, param)
 
 

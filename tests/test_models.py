@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxnets import data, gradcheck, layers, losses, manual_grads, models, train
@@ -99,6 +100,59 @@ def test_dropout_in_training_needs_a_key():
     with pytest.raises(ValueError, match="needs key"):
         model.apply(params, state, jnp.ones((2, 4)), train=True)
     model.apply(params, state, jnp.ones((2, 4)), train=False)  # inference needs none
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.5, 0.9])
+def test_dropout_keeps_units_with_probability_one_minus_rate(rate, key):
+    x = jnp.ones((1000, 1000))
+    out, mask = layers.dropout_forward(x, key, rate)
+    kept = float(jnp.mean(mask > 0))
+    assert abs(kept - (1 - rate)) < 5 * np.sqrt(rate * (1 - rate) / x.size)  # 5 sigma
+    np.testing.assert_allclose(out[mask > 0], 1 / (1 - rate), rtol=1e-6)
+    other = layers.dropout_forward(x, jax.random.fold_in(key, 1), rate)[1]
+    assert float(jnp.mean((mask > 0) == (other > 0))) < 0.99  # another key, another mask
+
+
+def test_dropout_under_vmap_over_keys_matches_one_key_at_a_time(key):
+    keys = jax.random.split(key, 3)
+    x = jnp.ones((4, 50))
+    batched = jax.jit(jax.vmap(lambda k: layers.dropout_forward(x, k, 0.5)[1]))(keys)
+    for k, mask in zip(keys, batched):
+        np.testing.assert_array_equal(mask, layers.dropout_forward(x, k, 0.5)[1])
+    assert not np.array_equal(batched[0], batched[1])
+
+
+def test_compiled_epoch_matches_a_step_by_step_loop(x64, key):
+    """make_epoch_fn carries tall weight matrices transposed through its scan; the result must
+    be exactly the plain loop's (wide, tall and square weights, Adam's moments, lr decay)."""
+    model = models.fc_net([12, 3, 3], 4)  # W1 6x12 wide, W2 12x3 tall, W3 3x3 square, W4 3x4 wide
+    config = train.TrainConfig(optimizer="adam", learning_rate=1e-2, lr_decay=0.5, reg=1e-2, batch_size=8)
+    X = jax.random.normal(jax.random.key(1), (40, 6))
+    y = jax.random.randint(jax.random.key(2), (40,), 0, 4)
+    steps = 40 // 8
+    optimizer = train.make_optimizer("adam", config.learning_rate, config.lr_decay, steps)
+    params, state = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), model.init(key, (6,)))
+    opt_state = optimizer.init(params)
+    hyper = {"learning_rate": jnp.asarray(config.learning_rate), "reg": jnp.asarray(config.reg)}
+    epoch = jax.jit(train.make_epoch_fn(model, config, 40))
+    carry = (params, state, opt_state)
+    for e in range(2):
+        *carry, epoch_losses = epoch(*carry, hyper, X, y, jax.random.key(10 + e))
+
+    for e in range(2):
+        order_key, dropout_key = jax.random.split(jax.random.key(10 + e))
+        batches = jax.random.permutation(order_key, 40).reshape(steps, 8)
+        losses_ = []
+        for idx, step_key in zip(batches, jax.random.split(dropout_key, steps)):
+            (loss, (state, _)), grads = jax.value_and_grad(train.loss_fn, argnums=1, has_aux=True)(
+                model, params, state, X[idx], y[idx], reg=config.reg, key=step_key)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            losses_.append(loss)
+    assert rel_error(carry[0], params) < 1e-12
+    assert rel_error(carry[2], opt_state) < 1e-12
+    np.testing.assert_allclose(epoch_losses, losses_, rtol=1e-12)
+    assert jax.tree_util.tree_map(jnp.shape, carry[0]) == jax.tree_util.tree_map(jnp.shape, params)
 
 
 def _tiny_split(n=50, shape=(1, 8, 8), seed=0):
