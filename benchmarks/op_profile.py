@@ -7,15 +7,17 @@ Every jax operation is timed inside a compiled ``lax.scan`` of ``steps`` iterati
 loop. Medians of interleaved repetitions. What is measured:
 
 * W1's two matrix products per step (batch 200, 3072 -> 100): the forward ``x @ W`` and the
-  weight gradient ``x^T @ dh`` (the form both autodiff and ``manual_grads.affine_backward``
-  produce), and the same gradient computed as ``dh^T @ x`` (its transpose).
+  weight gradient as ``x^T @ dh`` (D, H) -- what autodiff and ``manual_grads.affine_backward``
+  produce for a (D, H) weight -- and as ``dh^T @ x`` (H, D), what they produce for the
+  transposed weight ``train.make_epoch_fn`` carries through its scan.
 * W3's convolution products (im2col ``(147, 51200)``, 32 filters): forward ``w @ cols`` and the
   weight gradient ``dout @ cols^T``.
 * ``lax.conv_general_dilated`` (NCHW, 7x7, pad 3) forward + weight gradient, at the top level of
   a jitted function and inside a scan: XLA:CPU hands the former to its convolution library and
   runs the latter with a generic loop emitter.
-* W2's dropout masks (5 x ``bernoulli`` of 200 x 100 per step) with jax's threefry keys: on CPU
-  each draw lowers to a rolled ``fori_loop``, i.e. a while loop of small kernels inside the scan.
+* W2's dropout masks (5 x 200 x 100 per step): ``jax.random.bernoulli`` (jax's threefry, which
+  on CPU lowers each draw to a rolled ``fori_loop``, a while loop of small kernels inside the
+  scan) against ``layers.dropout_forward``'s bits from XLA's fused threefry generator.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def main(argv=None):
     t = _bench({
         "xla fwd x @ W": scan_of(lambda x: x @ jW, S, jx),
         "xla dW x^T @ dh": scan_of(lambda x, h: x.T @ h, S, jx, jh),
-        "xla dW (dh^T @ x)": scan_of(lambda x, h: h.T @ x, S, jx, jh),
+        "xla dW^T dh^T @ x (carried layout)": scan_of(lambda x, h: h.T @ x, S, jx, jh),
         "numpy fwd x @ W": lambda: [xs[i] @ W for i in range(S)],
         "numpy dW x^T @ dh": lambda: [xs[i].T @ hs[i] for i in range(S)],
     }, args.reps)
@@ -111,14 +113,21 @@ def main(argv=None):
     S2 = 100
     keys = jax.random.split(jax.random.key(0), S2)
 
-    def masks(k):
-        ks = jax.random.split(k, 5)
-        return sum(jnp.sum(jax.random.bernoulli(ks[i], 0.5, (200, 100))) for i in range(5))
+    from jaxnets import layers
 
-    mfn = jax.jit(lambda keys: lax.scan(lambda c, k: (c + masks(k), None), 0, keys)[0])
+    def masks(draw):
+        def five(k):
+            ks = jax.random.split(k, 5)
+            return sum(jnp.sum(draw(ks[i])) for i in range(5))
+
+        fn = jax.jit(lambda keys: lax.scan(lambda c, k: (c + five(k), None), 0, keys)[0])
+        return lambda: fn(keys).block_until_ready()
+
+    ones = jnp.ones((200, 100))
     npr = np.random.default_rng(0)
     t = _bench({
-        "jax threefry: 5 dropout masks 200x100": lambda: mfn(keys).block_until_ready(),
+        "jax.random.bernoulli: 5 dropout masks 200x100": masks(lambda k: jax.random.bernoulli(k, 0.5, (200, 100))),
+        "layers.dropout_forward (XLA threefry): 5 masks 200x100": masks(lambda k: layers.dropout_forward(ones, k, 0.5)[1] > 0),
         "numpy PCG64: 5 dropout masks 200x100": lambda: [[npr.random((200, 100), dtype=np.float32) >= 0.5
                                                           for _ in range(5)] for _ in range(S2)],
     }, args.reps)

@@ -82,7 +82,7 @@ def sizes(quick: bool) -> dict:
         return dict(w1_n=1_000, w2_n=1_000, w2_hidden=(32,) * 2, w3_steps=2, w3_filters=8, w3_filter_size=3,
                     w4_epochs=1, w4_e2e_epochs=1, w4b_epochs=1, w4_n=300, w4_hidden=32, w4b_hidden=(32,))
     return dict(w1_n=49_000, w2_n=55_000, w2_hidden=(100,) * 5, w3_steps=20, w3_filters=32, w3_filter_size=7,
-                w4_epochs=10, w4_e2e_epochs=3, w4b_epochs=3, w4_n=1_258, w4_hidden=100, w4b_hidden=(256, 256))
+                w4_epochs=30, w4_e2e_epochs=3, w4b_epochs=6, w4_n=1_258, w4_hidden=100, w4b_hidden=(256, 256))
 
 
 def _affine_flops(batch, dims, input_grad_first=False):

@@ -108,6 +108,17 @@ def test_dropout_backward_uses_the_forward_mask(x64, key):
     assert abs(float(jnp.mean(out == 0)) - 0.3) < 0.05
 
 
+@pytest.mark.parametrize("size, stride", [(2, 2), (3, 1)])
+def test_max_pool_ties_go_to_the_first_maximum_in_autodiff_and_manual_alike(x64, size, stride):
+    x = jnp.round(jax.random.normal(jax.random.key(0), (2, 3, 8, 8)))  # integers: many ties
+    dout = jax.random.normal(jax.random.key(1), layers.max_pool2d_forward(x, size, stride)[0].shape)
+    auto = jax.vjp(lambda x: layers.max_pool2d(x, size, stride), x)[1](dout)[0]
+    manual = manual_grads.max_pool2d_backward(dout, layers.max_pool2d_forward(x, size, stride)[1])
+    np.testing.assert_allclose(auto, manual, rtol=1e-12, atol=1e-15)  # overlaps: summation order
+    if size == stride:  # tiled windows: each sends its whole gradient to one element
+        assert int(jnp.sum(auto != 0)) == dout.size
+
+
 def test_numeric_grad_of_order_two_matches_the_course_formula(x64):
     f = lambda x: jnp.sum(jnp.sin(x) * x)  # noqa: E731
     x = jnp.linspace(-1.0, 1.0, 6)  # no point at 0, where the exact gradient is 0
