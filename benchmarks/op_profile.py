@@ -1,6 +1,12 @@
 """Op-level timings behind the benchmark's misses: XLA:CPU against numpy on the same operations.
 
     python benchmarks/op_profile.py [--reps 9] [--json FILE]
+    python benchmarks/op_profile.py --trace W1 jaxnets-auto [--top 20]
+
+``--trace WORKLOAD IMPL`` profiles one run of a benchmark implementation (``workloads.py``) with
+``jax.profiler`` (XLA:CPU's per-kernel trace events switched on through
+``--xla_cpu_enable_xprof_traceme``) and prints the time spent in each compiled kernel, summed
+over the run: the per-op breakdown of the library's real compiled epoch.
 
 Every jax operation is timed inside a compiled ``lax.scan`` of ``steps`` iterations (as in
 ``train.make_epoch_fn``) and reported per iteration; numpy runs the same operation in a Python
@@ -26,6 +32,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -47,7 +54,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--trace", nargs=2, metavar=("WORKLOAD", "IMPL"), help="per-kernel profile of one run, e.g. W1 jaxnets-auto")
+    parser.add_argument("--top", type=int, default=20, help="kernels to list with --trace")
     args = parser.parse_args(argv)
+    if args.trace:
+        return trace(*args.trace, top=args.top)
 
     import jax
     import jax.numpy as jnp
@@ -57,8 +68,10 @@ def main(argv=None):
     rows = []
 
     def scan_of(f, steps, *stacked):
-        body = lambda c, a: (c + jnp.sum(f(*a)), None)  # noqa: E731
-        fn = jax.jit(lambda *xs: lax.scan(body, jnp.float32(0), xs)[0])
+        """f over the stacked inputs inside one compiled scan, results accumulated (not reduced)."""
+        out = jax.eval_shape(f, *(a[0] for a in stacked))
+        body = lambda c, a: (c + f(*a), None)  # noqa: E731
+        fn = jax.jit(lambda *xs: lax.scan(body, jnp.zeros(out.shape, out.dtype), xs)[0])
         return lambda: fn(*stacked).block_until_ready()
 
     # W1 products
@@ -142,6 +155,74 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as fh:
             json.dump([{"workload": a, "op": b, "seconds": c, "gflops": d} for a, b, c, d in rows], fh, indent=1)
+
+
+def trace(workload: str, impl_name: str, top: int = 20):
+    """Print the kernels of one profiled run of ``impl_name`` in ``workload``, longest first."""
+    flag = "--xla_cpu_enable_xprof_traceme=true"
+    if flag not in os.environ.get("XLA_FLAGS", ""):  # must be set before jax starts: re-run ourselves
+        env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip())
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+    import collections
+    import glob
+    import gzip
+    import tempfile
+
+    import jax
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import workloads
+
+    wl = workloads.build(workload, quick=False, torch_ok=False)
+    impls = {i.name: i for i in wl.impls}
+    if impl_name not in impls:
+        raise SystemExit(f"op_profile: error: {workload} has no implementation {impl_name!r}; choose from {sorted(impls)}")
+    impl = impls[impl_name]
+    state = impl.setup()
+    if impl.compile:
+        state = impl.compile(state)
+    state = impl.run(state)  # warm-up
+    with tempfile.TemporaryDirectory() as out:
+        with jax.profiler.trace(out, create_perfetto_trace=True):
+            t0 = time.perf_counter()
+            state = impl.run(state)
+            wall = time.perf_counter() - t0
+        (path,) = glob.glob(f"{out}/**/*.trace.json.gz", recursive=True)
+        with gzip.open(path) as fh:
+            events = json.load(fh)["traceEvents"]
+    total, count = collections.Counter(), collections.Counter()
+    skip = ("$", "ThunkExecutor", "SlinkyThreadPool", "PjitFunction", "CommonPjRt", "while")
+    for e in events:  # XLA kernels; not Python frames, runtime spans, or while loops (they contain kernels)
+        if e.get("ph") == "X" and not e["name"].startswith(skip):
+            total[e["name"]] += e["dur"]
+            count[e["name"]] += 1
+    hlo = state["fn"].as_text() if isinstance(state, dict) and hasattr(state.get("fn"), "as_text") else ""
+    print(f"{workload} {impl_name}: one run {wall * 1e3:.1f} ms under the profiler; kernels, summed over the run:\n")
+    print("| kernel | what (compiled HLO) | calls | total | per call |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for name, us in total.most_common(top):
+        print(f"| {name} | {_describe_kernel(hlo, name)} | {count[name]} | {us / 1e3:.1f} ms | {us / count[name]:.1f} us |")
+
+
+def _describe_kernel(hlo: str, name: str) -> str:
+    """``result-type opcode`` of instruction ``name`` in ``hlo``; for a fusion, the root op inside it."""
+    import re
+
+    m = re.search(rf"%{re.escape(name)} = (\([^)]*\)|\S+) ([\w-]+)\(([^)]*)\)(.*)", hlo)
+    if not m:
+        return ""
+    shape, op, operands, rest = m.groups()
+    called = re.search(r"calls=%([\w.-]+)", rest)
+    if op == "fusion" and called:
+        body = re.search(rf"%{re.escape(called.group(1))} \(.*?\n}}", hlo, re.S)
+        root = re.search(r"ROOT %\S+ = (\S+) ([\w-]+)\(", body.group(0)) if body else None
+        if root:
+            op = f"fusion, root {root.group(2)}"
+    if op in ("dot", "fusion, root dot"):
+        dims = re.findall(r"(lhs_contracting_dims=\{[\d,]*\}, rhs_contracting_dims=\{[\d,]*\})", rest + (body.group(0) if op != "dot" and body else ""))
+        op += f" ({dims[0]})" if dims else ""
+    return f"`{shape} {op}`"
 
 
 if __name__ == "__main__":

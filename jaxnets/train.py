@@ -203,8 +203,8 @@ def _carried_transposed(params):
 
     ``affine``'s weight gradient ``dw = x^T dout`` is a (D, M) product with a short contraction
     (the batch); carried as ``w^T`` its gradient is ``dout^T x``, which writes the long side D
-    contiguously. XLA:CPU runs that 1.1-2.3x faster (2.3x when D is a multiple of 1024, where
-    x^T's rows alias in cache; ``benchmarks/README.md``), and the update needs no transpose.
+    contiguously. XLA:CPU runs that 1.1-2.3x faster (2.3x at D = 1024, 3072, 8192;
+    ``benchmarks/README.md``), and the update needs no transpose.
     """
     return jax.tree_util.tree_map(lambda a: jnp.ndim(a) == 2 and a.shape[0] > a.shape[1], params)
 
@@ -221,6 +221,8 @@ def make_epoch_fn(model: Model, config: TrainConfig, num_train: int, loss_ops: M
     One call runs a whole epoch (``lax.scan`` over its minibatches); ``hyper`` is
     ``{"learning_rate": ..., "reg": ...}`` as arrays, so a sweep can ``vmap`` over it.
     ``batch_sharding``, if given, lays each minibatch across devices (data parallelism).
+    Inside the scan, tall weight matrices and their optimizer state are carried transposed
+    (``_carried_transposed``); what goes in and comes out is in the model's layout.
     """
     steps = max(num_train // config.batch_size, 1)
 
