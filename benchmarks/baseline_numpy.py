@@ -215,7 +215,7 @@ def w2_init_params(seed=0, D=784, hidden_dims=(100,) * 5, C=10, weight_scale=5e-
     rng = np.random.default_rng(seed)
     dims = [D, *hidden_dims, C]
     params = {}
-    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
+    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=False), start=1):
         params[f"W{i}"] = (weight_scale * rng.standard_normal((d_in, d_out))).astype(np.float32)
         params[f"b{i}"] = np.zeros(d_out, np.float32)
         if i < len(dims) - 1:
@@ -229,8 +229,7 @@ def _num_layers(params):
     missing = [f"{p}{i}" for i in range(1, L) for p in ("gamma", "beta") if f"{p}{i}" not in params]
     if L < 2 or missing:
         raise ValueError(
-            f"params: expected W1..WL (L >= 2) with gamma{{i}}, beta{{i}} for i < L, "
-            f"got keys {sorted(params)}"
+            f"params: expected W1..WL (L >= 2) with gamma{{i}}, beta{{i}} for i < L, got keys {sorted(params)}"
         )
     return L
 
@@ -293,9 +292,7 @@ def w2_loss_and_grads(params, X, y, reg, rate, rng):
         grads[f"gamma{i}"] = np.sum(dz * xhat, axis=0)
         grads[f"beta{i}"] = dz.sum(axis=0)
         dxhat = dz * params[f"gamma{i}"]
-        da = (inv_std / N) * (
-            N * dxhat - dxhat.sum(axis=0) - xhat * np.sum(dxhat * xhat, axis=0)
-        )
+        da = (inv_std / N) * (N * dxhat - dxhat.sum(axis=0) - xhat * np.sum(dxhat * xhat, axis=0))
         W = params[f"W{i}"]
         grads[f"W{i}"] = h_in.T @ da + reg * W
         grads[f"b{i}"] = da.sum(axis=0)
@@ -309,8 +306,7 @@ def w2_numpy_prepare(params, X, y):
     return _prepare(params, X, y, flatten=True)
 
 
-def w2_numpy_run(prepared, *, lr=1e-3, reg, dropout, batch_size=200, seed=0,
-                 beta1=0.9, beta2=0.999, eps=1e-8):
+def w2_numpy_run(prepared, *, lr=1e-3, reg, dropout, batch_size=200, seed=0, beta1=0.9, beta2=0.999, eps=1e-8):
     """One epoch of Adam on the batch-norm ``fc_net`` over contiguous minibatches of ``X``.
 
     Adam (bias-corrected): ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g**2``,
@@ -353,8 +349,9 @@ def w2_numpy_run(prepared, *, lr=1e-3, reg, dropout, batch_size=200, seed=0,
 
 def w2_numpy(params, X, y, *, lr=1e-3, reg, dropout, batch_size=200, seed=0):
     """:func:`w2_numpy_prepare` then :func:`w2_numpy_run`."""
-    return w2_numpy_run(w2_numpy_prepare(params, X, y), lr=lr, reg=reg, dropout=dropout,
-                        batch_size=batch_size, seed=seed)
+    return w2_numpy_run(
+        w2_numpy_prepare(params, X, y), lr=lr, reg=reg, dropout=dropout, batch_size=batch_size, seed=seed
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -414,10 +411,10 @@ def conv_backward(dout, cache, input_grad=True):
     dxp = np.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=dout.dtype)
     for i in range(HH):
         for j in range(WW):
-            dxp[:, :, i:i + stride * Ho:stride, j:j + stride * Wo:stride] += (
-                dcols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+            dxp[:, :, i : i + stride * Ho : stride, j : j + stride * Wo : stride] += dcols[:, :, :, :, i, j].transpose(
+                0, 3, 1, 2
             )
-    return dxp[:, :, pad:pad + H, pad:pad + W], dw, db
+    return dxp[:, :, pad : pad + H, pad : pad + W], dw, db
 
 
 def max_pool_forward(x):
@@ -435,8 +432,9 @@ def max_pool_forward(x):
     xr = x.reshape(N, C, H // 2, 2, W // 2, 2)
     # the window's max as maxima of its four corners: numpy's reductions over the length-2
     # axes, xr.max(axis=(3, 5)), are ~30x slower
-    out = np.maximum(np.maximum(xr[:, :, :, 0, :, 0], xr[:, :, :, 0, :, 1]),
-                     np.maximum(xr[:, :, :, 1, :, 0], xr[:, :, :, 1, :, 1]))
+    out = np.maximum(
+        np.maximum(xr[:, :, :, 0, :, 0], xr[:, :, :, 0, :, 1]), np.maximum(xr[:, :, :, 1, :, 0], xr[:, :, :, 1, :, 1])
+    )
     return out, (xr, out)
 
 
@@ -464,8 +462,9 @@ def max_pool_backward(dout, cache):
     return dx.reshape(N, C, 2 * Hh, 2 * Wh)
 
 
-def w3_init_params(seed=0, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100,
-                   num_classes=10, weight_scale=1e-3):
+def w3_init_params(
+    seed=0, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100, num_classes=10, weight_scale=1e-3
+):
     """The course's ``ThreeLayerConvNet`` init: ``W ~ weight_scale * N(0, 1)``, ``b = 0``.
 
     Returns:
@@ -615,11 +614,15 @@ def _self_check_grads():
     X2, y2 = rng.standard_normal((7, 6)), rng.integers(0, 3, 7)
     for rate in (0.0, 0.3):
         # a fresh generator per evaluation: every perturbed loss sees the same masks
-        _gradcheck(f"W2 (dropout {rate})",
-                   lambda: w2_loss_and_grads(p2, X2, y2, 0.1, rate, np.random.default_rng(3)), p2)
+        _gradcheck(
+            f"W2 (dropout {rate})", lambda: w2_loss_and_grads(p2, X2, y2, 0.1, rate, np.random.default_rng(3)), p2
+        )
 
-    p3 = f64(w3_init_params(3, input_dim=(2, 6, 6), num_filters=3, filter_size=3, hidden_dim=5,
-                            num_classes=4, weight_scale=0.3))
+    p3 = f64(
+        w3_init_params(
+            3, input_dim=(2, 6, 6), num_filters=3, filter_size=3, hidden_dim=5, num_classes=4, weight_scale=0.3
+        )
+    )
     X3, y3 = rng.standard_normal((2, 2, 6, 6)), rng.integers(0, 4, 2)
     _gradcheck("W3", lambda: w3_loss_and_grads(p3, X3, y3, 0.1, input_grad=True), p3, {"X": X3})
 
@@ -633,15 +636,14 @@ def _self_check_grads():
         ref = np.empty_like(out)
         for i in range(out.shape[2]):
             for j in range(out.shape[3]):
-                patch = xp[:, :, stride * i:stride * i + 7, stride * j:stride * j + 7]
+                patch = xp[:, :, stride * i : stride * i + 7, stride * j : stride * j + 7]
                 ref[:, :, i, j] = np.einsum("nchw,fchw->nf", patch, w) + b
         dout = rng.standard_normal(out.shape)
         dx, dw, db = conv_backward(dout, cache)
         num_dx = _numeric_grad(lambda: np.sum(conv_forward(x, w, b, stride, 3)[0] * dout), x)
         num_dw = _numeric_grad(lambda: np.sum(conv_forward(x, w, b, stride, 3)[0] * dout), w)
         errs = (_rel_error(out, ref), _rel_error(dx, num_dx), _rel_error(dw, num_dw))
-        print(f"  conv 7x7 pad 3 stride {stride}: out {errs[0]:.2e}  dx {errs[1]:.2e}  "
-              f"dw {errs[2]:.2e}")
+        print(f"  conv 7x7 pad 3 stride {stride}: out {errs[0]:.2e}  dx {errs[1]:.2e}  dw {errs[2]:.2e}")
         assert max(errs) < 1e-6, "conv check failed"
 
     # max pool ties: the first maximum (row-major) takes the gradient
@@ -674,25 +676,23 @@ def _self_check_timings(full):
     X, y = _synthetic(1, (n1, 3, 32, 32), 10)
     prepared = w1_numpy_prepare(w1_init_params(1), X, y)
     t, (_, losses) = _time(lambda: w1_numpy_run(prepared, lr=1e-3, reg=0.25), reps)
-    print(f"  W1 numpy, {n1} samples, {len(losses)} steps: {t:8.3f} s   "
-          f"loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+    print(f"  W1 numpy, {n1} samples, {len(losses)} steps: {t:8.3f} s   loss {losses[0]:.4f} -> {losses[-1]:.4f}")
     del X, prepared
 
     X, y = _synthetic(2, (n2, 1, 28, 28), 10)
     for rate in (0.0, 0.5):
         prepared = w2_numpy_prepare(w2_init_params(2), X, y)
-        t, (_, losses) = _time(
-            lambda: w2_numpy_run(prepared, lr=1e-3, reg=1e-3, dropout=rate, seed=0), reps)
-        print(f"  W2 numpy, {n2} samples, {len(losses)} steps, dropout {rate}: {t:8.3f} s   "
-              f"loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+        t, (_, losses) = _time(lambda: w2_numpy_run(prepared, lr=1e-3, reg=1e-3, dropout=rate, seed=0), reps)
+        print(
+            f"  W2 numpy, {n2} samples, {len(losses)} steps, dropout {rate}: {t:8.3f} s   "
+            f"loss {losses[0]:.4f} -> {losses[-1]:.4f}"
+        )
 
     X, y = _synthetic(3, (50, 3, 32, 32), 10)
     prepared = w3_numpy_prepare(w3_init_params(3), X, y)
     for input_grad in (False, True):
-        t, (_, loss) = _time(
-            lambda: w3_numpy_run(prepared, lr=1e-3, reg=1e-3, input_grad=input_grad), 5)
-        print(f"  W3 numpy, one step, N=50, input_grad={input_grad}: {t * 1e3:8.1f} ms   "
-              f"loss {loss:.4f}")
+        t, (_, loss) = _time(lambda: w3_numpy_run(prepared, lr=1e-3, reg=1e-3, input_grad=input_grad), 5)
+        print(f"  W3 numpy, one step, N=50, input_grad={input_grad}: {t * 1e3:8.1f} ms   loss {loss:.4f}")
 
 
 if __name__ == "__main__":

@@ -183,8 +183,7 @@ def _num_layers(params):
     missing = [f"{p}{i}" for i in range(1, L) for p in ("gamma", "beta") if f"{p}{i}" not in params]
     if L < 2 or missing:
         raise ValueError(
-            f"params: expected W1..WL (L >= 2) with gamma{{i}}, beta{{i}} for i < L, "
-            f"got keys {sorted(params)}"
+            f"params: expected W1..WL (L >= 2) with gamma{{i}}, beta{{i}} for i < L, got keys {sorted(params)}"
         )
     return L
 
@@ -210,8 +209,7 @@ def w2_loss(params, X, y, reg, rate, generator):
     h = X
     for i in range(1, L):
         h = torch.addmm(params[f"b{i}"], h, params[f"W{i}"])
-        h = F.batch_norm(h, None, None, params[f"gamma{i}"], params[f"beta{i}"],
-                         training=True, eps=BN_EPS)
+        h = F.batch_norm(h, None, None, params[f"gamma{i}"], params[f"beta{i}"], training=True, eps=BN_EPS)
         h = F.relu(h)
         if rate > 0:
             mask = (torch.rand(h.shape, generator=generator) >= rate).to(h.dtype) / (1.0 - rate)
@@ -225,8 +223,7 @@ def w2_torch_prepare(params, X, y):
     return _prepare(params, X, y, flatten=True)
 
 
-def w2_torch_run(prepared, *, lr=1e-3, reg, dropout, batch_size=200, seed=0,
-                 beta1=0.9, beta2=0.999, eps=1e-8):
+def w2_torch_run(prepared, *, lr=1e-3, reg, dropout, batch_size=200, seed=0, beta1=0.9, beta2=0.999, eps=1e-8):
     """One epoch of ``torch.optim.Adam`` on the batch-norm ``fc_net`` over contiguous minibatches.
 
     Args:
@@ -260,8 +257,9 @@ def w2_torch_run(prepared, *, lr=1e-3, reg, dropout, batch_size=200, seed=0,
 
 def w2_torch(params, X, y, *, lr=1e-3, reg, dropout, batch_size=200, seed=0):
     """:func:`w2_torch_prepare` then :func:`w2_torch_run`."""
-    return w2_torch_run(w2_torch_prepare(params, X, y), lr=lr, reg=reg, dropout=dropout,
-                        batch_size=batch_size, seed=seed)
+    return w2_torch_run(
+        w2_torch_prepare(params, X, y), lr=lr, reg=reg, dropout=dropout, batch_size=batch_size, seed=seed
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,8 +349,7 @@ def _torch_grads(loss_fn, params, X, y, *args):
 def _check(name, a, b, tol, skip=()):
     """Asserts ``max |a[k] - b[k]| / max |a[k]| < tol`` for every key not in ``skip``."""
     worst = max(_scaled_diff(a[k], b[k]) for k in a if k not in skip)
-    print(f"  {name:<40} max scaled diff {worst:.1e}"
-          + (f"  (not compared: {', '.join(skip)})" if skip else ""))
+    print(f"  {name:<40} max scaled diff {worst:.1e}" + (f"  (not compared: {', '.join(skip)})" if skip else ""))
     assert worst < tol, f"{name}: numpy and torch disagree"
 
 
@@ -384,8 +381,7 @@ def _self_check_agreement(bn):
     _check("W2 gradients (dropout 0)", g_np, g_t, 1e-4, skip=hidden_b)
     noise_np = max(abs(g_np[k]).max() for k in hidden_b)
     noise_t = max(abs(g_t[k]).max() for k in hidden_b)
-    print(f"    hidden-bias gradients (zero up to float noise): max |g| numpy {noise_np:.1e},"
-          f" torch {noise_t:.1e}")
+    print(f"    hidden-bias gradients (zero up to float noise): max |g| numpy {noise_np:.1e}, torch {noise_t:.1e}")
     new_np, l_np = bn.w2_numpy(p, X, y, lr=1e-3, reg=1e-3, dropout=0.0)
     new_t, l_t = w2_torch(p, X, y, lr=1e-3, reg=1e-3, dropout=0.0)
     assert np.allclose(l_np, l_t, rtol=1e-5), (l_np, l_t)
@@ -413,23 +409,25 @@ def _time(fn, repeats):
 
 def _self_check_timings(bn, full):
     n1, n2, reps = (49_000, 55_000, 1) if full else (2_000, 2_000, 3)
-    print(f"\ntimings ({'full' if full else 'small'} sizes; median of {reps} run(s), W3 of 5; "
-          f"torch {TORCH_VERSION}, {torch.get_num_threads()} threads):")
+    print(
+        f"\ntimings ({'full' if full else 'small'} sizes; median of {reps} run(s), W3 of 5; "
+        f"torch {TORCH_VERSION}, {torch.get_num_threads()} threads):"
+    )
 
     X, y = bn._synthetic(1, (n1, 3, 32, 32), 10)
     prepared = w1_torch_prepare(bn.w1_init_params(1), X, y)
     t, (_, losses) = _time(lambda: w1_torch_run(prepared, lr=1e-3, reg=0.25), reps)
-    print(f"  W1 torch, {n1} samples, {len(losses)} steps: {t:8.3f} s   "
-          f"loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+    print(f"  W1 torch, {n1} samples, {len(losses)} steps: {t:8.3f} s   loss {losses[0]:.4f} -> {losses[-1]:.4f}")
     del X, prepared
 
     X, y = bn._synthetic(2, (n2, 1, 28, 28), 10)
     for rate in (0.0, 0.5):
         prepared = w2_torch_prepare(bn.w2_init_params(2), X, y)
-        t, (_, losses) = _time(
-            lambda: w2_torch_run(prepared, lr=1e-3, reg=1e-3, dropout=rate, seed=0), reps)
-        print(f"  W2 torch, {n2} samples, {len(losses)} steps, dropout {rate}: {t:8.3f} s   "
-              f"loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+        t, (_, losses) = _time(lambda: w2_torch_run(prepared, lr=1e-3, reg=1e-3, dropout=rate, seed=0), reps)
+        print(
+            f"  W2 torch, {n2} samples, {len(losses)} steps, dropout {rate}: {t:8.3f} s   "
+            f"loss {losses[0]:.4f} -> {losses[-1]:.4f}"
+        )
 
     X, y = bn._synthetic(3, (50, 3, 32, 32), 10)
     prepared = w3_torch_prepare(bn.w3_init_params(3), X, y)

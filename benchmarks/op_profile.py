@@ -54,7 +54,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--json", metavar="FILE")
-    parser.add_argument("--trace", nargs=2, metavar=("WORKLOAD", "IMPL"), help="per-kernel profile of one run, e.g. W1 jaxnets-auto")
+    parser.add_argument(
+        "--trace", nargs=2, metavar=("WORKLOAD", "IMPL"), help="per-kernel profile of one run, e.g. W1 jaxnets-auto"
+    )
     parser.add_argument("--top", type=int, default=20, help="kernels to list with --trace")
     args = parser.parse_args(argv)
     if args.trace:
@@ -70,7 +72,7 @@ def main(argv=None):
     def scan_of(f, steps, *stacked):
         """f over the stacked inputs inside one compiled scan, results accumulated (not reduced)."""
         out = jax.eval_shape(f, *(a[0] for a in stacked))
-        body = lambda c, a: (c + f(*a), None)  # noqa: E731
+        body = lambda c, a: (c + f(*a), None)
         fn = jax.jit(lambda *xs: lax.scan(body, jnp.zeros(out.shape, out.dtype), xs)[0])
         return lambda: fn(*stacked).block_until_ready()
 
@@ -81,13 +83,16 @@ def main(argv=None):
     W = rng.standard_normal((D, H), dtype=np.float32)
     jx, jh, jW = jnp.asarray(xs), jnp.asarray(hs), jnp.asarray(W)
     f = 2 * B * D * H
-    t = _bench({
-        "xla fwd x @ W": scan_of(lambda x: x @ jW, S, jx),
-        "xla dW x^T @ dh": scan_of(lambda x, h: x.T @ h, S, jx, jh),
-        "xla dW^T dh^T @ x (carried layout)": scan_of(lambda x, h: h.T @ x, S, jx, jh),
-        "numpy fwd x @ W": lambda: [xs[i] @ W for i in range(S)],
-        "numpy dW x^T @ dh": lambda: [xs[i].T @ hs[i] for i in range(S)],
-    }, args.reps)
+    t = _bench(
+        {
+            "xla fwd x @ W": scan_of(lambda x: x @ jW, S, jx),
+            "xla dW x^T @ dh": scan_of(lambda x, h: x.T @ h, S, jx, jh),
+            "xla dW^T dh^T @ x (carried layout)": scan_of(lambda x, h: h.T @ x, S, jx, jh),
+            "numpy fwd x @ W": lambda: [xs[i] @ W for i in range(S)],
+            "numpy dW x^T @ dh": lambda: [xs[i].T @ hs[i] for i in range(S)],
+        },
+        args.reps,
+    )
     rows += [("W1", k, v / S, f / (v / S) / 1e9) for k, v in t.items()]
 
     # W3 conv products
@@ -97,12 +102,15 @@ def main(argv=None):
     w = rng.standard_normal((F, CK), dtype=np.float32)
     jc, jd, jw = jnp.asarray(cols), jnp.asarray(dout), jnp.asarray(w)
     f = 2 * F * CK * L
-    t = _bench({
-        "xla conv fwd w @ cols": scan_of(lambda c: jw @ c, S3, jc),
-        "xla conv dw dout @ cols^T": scan_of(lambda d, c: d @ c.T, S3, jd, jc),
-        "numpy conv fwd w @ cols": lambda: [w @ cols[i] for i in range(S3)],
-        "numpy conv dw dout @ cols^T": lambda: [dout[i] @ cols[i].T for i in range(S3)],
-    }, args.reps)
+    t = _bench(
+        {
+            "xla conv fwd w @ cols": scan_of(lambda c: jw @ c, S3, jc),
+            "xla conv dw dout @ cols^T": scan_of(lambda d, c: d @ c.T, S3, jd, jc),
+            "numpy conv fwd w @ cols": lambda: [w @ cols[i] for i in range(S3)],
+            "numpy conv dw dout @ cols^T": lambda: [dout[i] @ cols[i].T for i in range(S3)],
+        },
+        args.reps,
+    )
     rows += [("W3", k, v / S3, f / (v / S3) / 1e9) for k, v in t.items()]
 
     # lax.conv top level vs inside a scan
@@ -114,12 +122,17 @@ def main(argv=None):
         return jnp.sum(out * out)
 
     top = jax.jit(jax.grad(conv_loss))
-    looped = jax.jit(lambda wk, xs: lax.scan(lambda c, xb: (c + jax.grad(conv_loss)(wk, xb), None), jnp.zeros_like(wk), xs)[0])
+    looped = jax.jit(
+        lambda wk, xs: lax.scan(lambda c, xb: (c + jax.grad(conv_loss)(wk, xb), None), jnp.zeros_like(wk), xs)[0]
+    )
     f = 2 * 2 * 50 * 32 * 32 * 32 * 147
-    t = _bench({
-        "lax.conv fwd+dw, top level": lambda: top(wk, x[0]).block_until_ready(),
-        "lax.conv fwd+dw, inside scan": lambda: looped(wk, x[:1]).block_until_ready(),
-    }, max(2, args.reps // 3))
+    t = _bench(
+        {
+            "lax.conv fwd+dw, top level": lambda: top(wk, x[0]).block_until_ready(),
+            "lax.conv fwd+dw, inside scan": lambda: looped(wk, x[:1]).block_until_ready(),
+        },
+        max(2, args.reps // 3),
+    )
     rows += [("W3", k, v, f / v / 1e9) for k, v in t.items()]
 
     # dropout masks
@@ -138,16 +151,24 @@ def main(argv=None):
 
     ones = jnp.ones((200, 100))
     npr = np.random.default_rng(0)
-    t = _bench({
-        "jax.random.bernoulli: 5 dropout masks 200x100": masks(lambda k: jax.random.bernoulli(k, 0.5, (200, 100))),
-        "layers.dropout_forward (XLA threefry): 5 masks 200x100": masks(lambda k: layers.dropout_forward(ones, k, 0.5)[1] > 0),
-        "numpy PCG64: 5 dropout masks 200x100": lambda: [[npr.random((200, 100), dtype=np.float32) >= 0.5
-                                                          for _ in range(5)] for _ in range(S2)],
-    }, args.reps)
+    t = _bench(
+        {
+            "jax.random.bernoulli: 5 dropout masks 200x100": masks(lambda k: jax.random.bernoulli(k, 0.5, (200, 100))),
+            "layers.dropout_forward (XLA threefry): 5 masks 200x100": masks(
+                lambda k: layers.dropout_forward(ones, k, 0.5)[1] > 0
+            ),
+            "numpy PCG64: 5 dropout masks 200x100": lambda: [
+                [npr.random((200, 100), dtype=np.float32) >= 0.5 for _ in range(5)] for _ in range(S2)
+            ],
+        },
+        args.reps,
+    )
     rows += [("W2", k, v / S2, None) for k, v in t.items()]
 
-    print(f"op timings (medians of {args.reps}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, jax {jax.__version__}, "
-          f"numpy {np.__version__}, {os.cpu_count()} CPUs)\n")
+    print(
+        f"op timings (medians of {args.reps}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, jax {jax.__version__}, "
+        f"numpy {np.__version__}, {os.cpu_count()} CPUs)\n"
+    )
     print("| workload | operation | time per call | GFLOP/s |")
     print("| --- | --- | ---: | ---: |")
     for wl, name, sec, gf in rows:
@@ -177,7 +198,9 @@ def trace(workload: str, impl_name: str, top: int = 20):
     wl = workloads.build(workload, quick=False, torch_ok=False)
     impls = {i.name: i for i in wl.impls}
     if impl_name not in impls:
-        raise SystemExit(f"op_profile: error: {workload} has no implementation {impl_name!r}; choose from {sorted(impls)}")
+        raise SystemExit(
+            f"op_profile: error: {workload} has no implementation {impl_name!r}; choose from {sorted(impls)}"
+        )
     impl = impls[impl_name]
     state = impl.setup()
     if impl.compile:
@@ -202,7 +225,8 @@ def trace(workload: str, impl_name: str, top: int = 20):
     print("| kernel | what (compiled HLO) | calls | total | per call |")
     print("| --- | --- | ---: | ---: | ---: |")
     for name, us in total.most_common(top):
-        print(f"| {name} | {_describe_kernel(hlo, name)} | {count[name]} | {us / 1e3:.1f} ms | {us / count[name]:.1f} us |")
+        kernel = _describe_kernel(hlo, name)
+        print(f"| {name} | {kernel} | {count[name]} | {us / 1e3:.1f} ms | {us / count[name]:.1f} us |")
 
 
 def _describe_kernel(hlo: str, name: str) -> str:
@@ -220,7 +244,10 @@ def _describe_kernel(hlo: str, name: str) -> str:
         if root:
             op = f"fusion, root {root.group(2)}"
     if op in ("dot", "fusion, root dot"):
-        dims = re.findall(r"(lhs_contracting_dims=\{[\d,]*\}, rhs_contracting_dims=\{[\d,]*\})", rest + (body.group(0) if op != "dot" and body else ""))
+        dims = re.findall(
+            r"(lhs_contracting_dims=\{[\d,]*\}, rhs_contracting_dims=\{[\d,]*\})",
+            rest + (body.group(0) if op != "dot" and body else ""),
+        )
         op += f" ({dims[0]})" if dims else ""
     return f"`{shape} {op}`"
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import math
 import os
 import platform
 import resource
@@ -116,9 +115,17 @@ def worker(key, quick, reps, torch_wanted):
     load_start = os.getloadavg()
     torch_ok, torch_reason, torch_version = _torch_status() if torch_wanted else (False, "disabled by --no-torch", None)
     wl = workloads.build(key, quick, torch_ok)
-    result = {"key": key, "title": wl.title, "unit": wl.unit, "units_per_run": wl.units_per_run,
-              "examples_per_run": wl.examples_per_run, "flops_per_run": wl.flops_per_run,
-              "notes": list(wl.notes), "baselines": list(wl.baselines), "impls": {}}
+    result = {
+        "key": key,
+        "title": wl.title,
+        "unit": wl.unit,
+        "units_per_run": wl.units_per_run,
+        "examples_per_run": wl.examples_per_run,
+        "flops_per_run": wl.flops_per_run,
+        "notes": list(wl.notes),
+        "baselines": list(wl.baselines),
+        "impls": {},
+    }
     if "torch" in wl.baselines and not torch_ok:
         result["notes"].append(f"torch skipped: {torch_reason}")
         result["impls"]["torch"] = {"skipped": torch_reason}
@@ -167,8 +174,11 @@ def worker(key, quick, reps, torch_wanted):
         if isinstance(state, dict) and "last_loss" in state:
             entry["last_loss"] = state["last_loss"]
     flops = workloads.flops_matmul(peak_n)
-    result["peak"] = {"n": peak_n, "gflops": {k: flops / min(v) / 1e9 for k, v in peak_times.items()},
-                      "median_gflops": {k: flops / statistics.median(v) / 1e9 for k, v in peak_times.items()}}
+    result["peak"] = {
+        "n": peak_n,
+        "gflops": {k: flops / min(v) / 1e9 for k, v in peak_times.items()},
+        "median_gflops": {k: flops / statistics.median(v) / 1e9 for k, v in peak_times.items()},
+    }
     result["peak_rss_mib"] = peak_rss_mib()
     result["wall_s"] = time.perf_counter() - t_start
     result["loadavg_start"], result["loadavg_end"] = load_start, os.getloadavg()
@@ -265,10 +275,20 @@ TARGETS = [
     ("W2", ("jaxnets-auto", "jaxnets-manual"), "speedup_vs_numpy", 1.5, ">= 1.5x faster than numpy"),
     ("W2", ("jaxnets-auto", "jaxnets-manual"), "speedup_vs_torch", 2.0, ">= 2x faster than torch eager"),
     ("W3", ("jaxnets-auto", "jaxnets-manual"), "speedup_vs_torch", 1.0, ">= 1.0x torch eager"),
-    ("W4", ("jaxnets-sweep-auto",), "speedup_vs_jaxnets-seq-auto", 3.0,
-     "vmapped >= 3x faster than 15 sequential (compiled epochs)"),
-    ("W4", ("jaxnets-train.sweep",), "speedup_vs_jaxnets-train.fit-seq", 3.0,
-     "train.sweep >= 3x faster than train.fit per config (end to end)"),
+    (
+        "W4",
+        ("jaxnets-sweep-auto",),
+        "speedup_vs_jaxnets-seq-auto",
+        3.0,
+        "vmapped >= 3x faster than 15 sequential (compiled epochs)",
+    ),
+    (
+        "W4",
+        ("jaxnets-train.sweep",),
+        "speedup_vs_jaxnets-train.fit-seq",
+        3.0,
+        "train.sweep >= 3x faster than train.fit per config (end to end)",
+    ),
 ]
 
 
@@ -280,11 +300,29 @@ def targets(summary):
         for impl in impls:
             value = rows.get(impl, {}).get(measure)
             if value is not None:
-                out.append({"workload": key, "impl": impl, "target": text, "value": value, "threshold": threshold,
-                            "met": value >= threshold, "percent": value >= 0 and 100 * value / threshold})
+                out.append(
+                    {
+                        "workload": key,
+                        "impl": impl,
+                        "target": text,
+                        "value": value,
+                        "threshold": threshold,
+                        "met": value >= threshold,
+                        "percent": value >= 0 and 100 * value / threshold,
+                    }
+                )
     for name, ratio in summary["w5"].items():
-        out.append({"workload": name.split()[0], "impl": name.split()[1], "target": "W5: manual within 1.1x of autodiff",
-                    "value": ratio, "threshold": 1.1, "met": ratio <= 1.1, "percent": 100 * 1.1 / ratio})
+        out.append(
+            {
+                "workload": name.split()[0],
+                "impl": name.split()[1],
+                "target": "W5: manual within 1.1x of autodiff",
+                "value": ratio,
+                "threshold": 1.1,
+                "met": ratio <= 1.1,
+                "percent": 100 * 1.1 / ratio,
+            }
+        )
     return out
 
 
@@ -296,15 +334,23 @@ def markdown(results, summary, memory, info, args):
     """The report as markdown tables."""
     out = []
     peak = summary["peak_gflops"]
-    out.append(f"Machine: {info['nproc']} CPUs ({info.get('cpu')}), {info['platform']}; jax {info['jax']} "
-               f"(backend {next(iter(results.values()))['jax_backend']}), numpy {info['numpy']}, torch {info['torch']}, "
-               f"optax {info['optax']}. XLA_FLAGS={info['XLA_FLAGS']!r}.")
-    out.append(f"Measured float32 matmul peak: **{peak:.0f} GFLOP/s** (best {results[next(iter(results))]['peak']['n']}² "
-               "product, numpy or jax, over all repetitions of the run).")
-    out.append(f"Medians of {args.reps} interleaved repetitions{'' if args.quick else ' after one warm-up'}; "
-               "compile time apart.\n")
-    out.append("| workload | implementation | median per unit | min | examples/s | vs numpy | vs torch | "
-               "GFLOP/s | % of peak | compile | peak RSS alone |")
+    out.append(
+        f"Machine: {info['nproc']} CPUs ({info.get('cpu')}), {info['platform']}; jax {info['jax']} "
+        f"(backend {next(iter(results.values()))['jax_backend']}), numpy {info['numpy']}, torch {info['torch']}, "
+        f"optax {info['optax']}. XLA_FLAGS={info['XLA_FLAGS']!r}."
+    )
+    out.append(
+        f"Measured float32 matmul peak: **{peak:.0f} GFLOP/s** (best {results[next(iter(results))]['peak']['n']}² "
+        "product, numpy or jax, over all repetitions of the run)."
+    )
+    out.append(
+        f"Medians of {args.reps} interleaved repetitions{'' if args.quick else ' after one warm-up'}; "
+        "compile time apart.\n"
+    )
+    out.append(
+        "| workload | implementation | median per unit | min | examples/s | vs numpy | vs torch | "
+        "GFLOP/s | % of peak | compile | peak RSS alone |"
+    )
     out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for key, r in results.items():
         rows = summary["workloads"][key]
@@ -326,16 +372,20 @@ def markdown(results, summary, memory, info, args):
             if mem:
                 mem_s = f"{mem['peak_rss_mib']:.0f} MiB (+{mem['peak_rss_mib'] - mem['rss_before_setup_mib']:.0f})"
             comp = f"{row['compile_s']:.1f} s" if row.get("compile_s") is not None else ""
-            out.append(f"| {key} | {name} | {_fmt_time(row['median_s'])}/{r['unit']} | {_fmt_time(row['min_s'])} | "
-                       f"{row['examples_per_s']:,.0f} | {vs[0]} | {vs[1]} | {row['gflops']:.1f} | "
-                       f"{100 * row['peak_fraction']:.0f}% | {comp} | {mem_s} |")
+            out.append(
+                f"| {key} | {name} | {_fmt_time(row['median_s'])}/{r['unit']} | {_fmt_time(row['min_s'])} | "
+                f"{row['examples_per_s']:,.0f} | {vs[0]} | {vs[1]} | {row['gflops']:.1f} | "
+                f"{100 * row['peak_fraction']:.0f}% | {comp} | {mem_s} |"
+            )
     out.append("")
     out.append("| workload | what one unit is | peak RSS (workload process) |")
     out.append("| --- | --- | ---: |")
     for key, r in results.items():
         out.append(f"| {key} | {r['title']} | {r['peak_rss_mib']:.0f} MiB |")
     out.append("")
-    out.append("W5, manual (`ops=manual_grads`) / autodiff (`ops=layers`) median time (1.00 = same; < 1 manual is faster):\n")
+    out.append(
+        "W5, manual (`ops=manual_grads`) / autodiff (`ops=layers`) median time (1.00 = same; < 1 manual is faster):\n"
+    )
     out.append("| workload | manual / auto |")
     out.append("| --- | ---: |")
     for k, v in summary["w5"].items():
@@ -348,8 +398,10 @@ def markdown(results, summary, memory, info, args):
         verdict = "yes" if t["met"] else f"no ({t['percent']:.0f}% of the way)"
         out.append(f"| {t['workload']} | {t['impl']} | {t['target']} | {measured} | {verdict} |")
     loads = ", ".join(f"{k} {r['loadavg_start'][0]:.1f}->{r['loadavg_end'][0]:.1f}" for k, r in results.items())
-    out.append(f"\n1-minute load average at the start -> end of each workload's process: {loads} "
-               f"(the machine has {info['nproc']} CPUs; above that, other processes competed for them).")
+    out.append(
+        f"\n1-minute load average at the start -> end of each workload's process: {loads} "
+        f"(the machine has {info['nproc']} CPUs; above that, other processes competed for them)."
+    )
     notes = [f"- {r['key']}: {n}" for r in results.values() for n in r["notes"]]
     if notes:
         out.append("\nNotes:\n" + "\n".join(notes))
@@ -357,15 +409,22 @@ def markdown(results, summary, memory, info, args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repetitions: a smoke run for CI")
     parser.add_argument("--json", metavar="FILE", help="write all results (raw times too) as JSON")
     parser.add_argument("--only", default=",".join(WORKLOAD_KEYS), help="comma-separated workloads (default all)")
-    parser.add_argument("--reps", type=int, default=None, help="timed repetitions per implementation (default 7; 2 with --quick)")
+    parser.add_argument(
+        "--reps", type=int, default=None, help="timed repetitions per implementation (default 7; 2 with --quick)"
+    )
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
-    parser.add_argument("--memory", choices=("auto", "on", "off"), default="auto",
-                        help="per-implementation memory subprocesses (auto: on unless --quick)")
+    parser.add_argument(
+        "--memory",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="per-implementation memory subprocesses (auto: on unless --quick)",
+    )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per subprocess")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
@@ -401,10 +460,19 @@ def main(argv=None):
         # the same time (imports and XLA compiles are most of its time), and each process's
         # peak RSS covers the workloads before it in that process.
         groups = [[k for k in keys if not k.startswith("W4")], [k for k in keys if k.startswith("W4")]]
-        print(f"[{time.perf_counter() - t0:6.1f} s] {','.join(keys)} (quick, 2 processes) ...", file=sys.stderr, flush=True)
+        print(
+            f"[{time.perf_counter() - t0:6.1f} s] {','.join(keys)} (quick, 2 processes) ...",
+            file=sys.stderr,
+            flush=True,
+        )
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            jobs = [pool.submit(_subprocess, ["--worker", ",".join(g), "--reps", str(args.reps), *common], env, args.timeout)
-                    for g in groups if g]
+            jobs = [
+                pool.submit(
+                    _subprocess, ["--worker", ",".join(g), "--reps", str(args.reps), *common], env, args.timeout
+                )
+                for g in groups
+                if g
+            ]
             for job in jobs:
                 for r in job.result():
                     r["notes"].append("--quick: workloads share two concurrent processes; peak RSS is cumulative")
@@ -423,16 +491,27 @@ def main(argv=None):
                 if "skipped" in e:
                     continue
                 print(f"[{time.perf_counter() - t0:6.1f} s] memory {key} {name} ...", file=sys.stderr, flush=True)
-                memory[f"{key}:{name}"] = _subprocess(["--memory-worker", f"{key}:{name}", *common], env, args.timeout)[0]
+                memory[f"{key}:{name}"] = _subprocess(["--memory-worker", f"{key}:{name}", *common], env, args.timeout)[
+                    0
+                ]
     summary = summarize(results)
     report = markdown(results, summary, memory, info, args)
     print(report)
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")
     if args.json:
-        doc = {"command": " ".join([Path(sys.executable).name, "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
-               "quick": args.quick, "reps": args.reps, "machine": info, "summary": summary,
-               "workloads": results, "memory": memory, "markdown": report,
-               "total_s": time.perf_counter() - t0}
+        doc = {
+            "command": " ".join(
+                [Path(sys.executable).name, "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]
+            ),
+            "quick": args.quick,
+            "reps": args.reps,
+            "machine": info,
+            "summary": summary,
+            "workloads": results,
+            "memory": memory,
+            "markdown": report,
+            "total_s": time.perf_counter() - t0,
+        }
         Path(args.json).write_text(json.dumps(doc, indent=1, default=float))
     return 0
 

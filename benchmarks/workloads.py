@@ -33,7 +33,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -79,18 +80,42 @@ class Workload:
 def sizes(quick: bool) -> dict:
     """Problem sizes: the full benchmark, or the seconds-long smoke run (``--quick``)."""
     if quick:
-        return dict(w1_n=1_000, w2_n=1_000, w2_hidden=(32,) * 2, w3_steps=2, w3_filters=8, w3_filter_size=3,
-                    w4_epochs=1, w4_e2e_epochs=1, w4b_epochs=1, w4_n=300, w4_hidden=32, w4b_hidden=(32,))
-    return dict(w1_n=49_000, w2_n=55_000, w2_hidden=(100,) * 5, w3_steps=20, w3_filters=32, w3_filter_size=7,
-                w4_epochs=30, w4_e2e_epochs=3, w4b_epochs=6, w4_n=1_258, w4_hidden=100, w4b_hidden=(256, 256))
+        return dict(
+            w1_n=1_000,
+            w2_n=1_000,
+            w2_hidden=(32,) * 2,
+            w3_steps=2,
+            w3_filters=8,
+            w3_filter_size=3,
+            w4_epochs=1,
+            w4_e2e_epochs=1,
+            w4b_epochs=1,
+            w4_n=300,
+            w4_hidden=32,
+            w4b_hidden=(32,),
+        )
+    return dict(
+        w1_n=49_000,
+        w2_n=55_000,
+        w2_hidden=(100,) * 5,
+        w3_steps=20,
+        w3_filters=32,
+        w3_filter_size=7,
+        w4_epochs=30,
+        w4_e2e_epochs=3,
+        w4b_epochs=6,
+        w4_n=1_258,
+        w4_hidden=100,
+        w4b_hidden=(256, 256),
+    )
 
 
 def _affine_flops(batch, dims, input_grad_first=False):
     """Forward + weight-gradient (+ input-gradient of all but the first layer) FLOPs of an MLP."""
-    pairs = list(zip(dims[:-1], dims[1:]))
+    pairs = list(zip(dims[:-1], dims[1:], strict=False))
     fwd = sum(2 * batch * a * b for a, b in pairs)
     dw = fwd
-    dx = sum(2 * batch * a * b for a, b in pairs[(0 if input_grad_first else 1):])
+    dx = sum(2 * batch * a * b for a, b in pairs[(0 if input_grad_first else 1) :])
     return fwd + dw + dx
 
 
@@ -162,13 +187,23 @@ def w1(quick: bool, torch_ok: bool) -> Workload:
     X, y = _synthetic(1, (n, D), C)
     params0 = bn.w1_init_params(1, D, H, C)
     steps = n // B
-    impls = [Impl("numpy", lambda: bn.w1_numpy_prepare(params0, X, y),
-                  lambda p: (bn.w1_numpy_run(p, lr=lr, reg=reg, batch_size=B), p)[1])]
+    impls = [
+        Impl(
+            "numpy",
+            lambda: bn.w1_numpy_prepare(params0, X, y),
+            lambda p: (bn.w1_numpy_run(p, lr=lr, reg=reg, batch_size=B), p)[1],
+        )
+    ]
     if torch_ok:
         import baseline_torch as bt
 
-        impls.append(Impl("torch", lambda: bt.w1_torch_prepare(params0, X, y),
-                          lambda p: (bt.w1_torch_run(p, lr=lr, reg=reg, batch_size=B), p)[1]))
+        impls.append(
+            Impl(
+                "torch",
+                lambda: bt.w1_torch_prepare(params0, X, y),
+                lambda p: (bt.w1_torch_run(p, lr=lr, reg=reg, batch_size=B), p)[1],
+            )
+        )
 
     def make_model(ops):
         _, _, _, _, _, models, _ = _jax()
@@ -179,10 +214,17 @@ def w1(quick: bool, torch_ok: bool) -> Workload:
     for grads in ("auto", "manual"):
         impls.append(_jaxnets_epoch_impl(f"jaxnets-{grads}", make_model, config, X, y, (D,)))
     return Workload(
-        "W1", f"two-layer net {D}-{H}-{C}, SGD, batch {B}, one epoch of {n:,} ({steps} steps)",
-        impls, "epoch", 1, steps * B, steps * _affine_flops(B, [D, H, C]),
-        notes=["numpy/torch walk contiguous minibatches of a pre-shuffled X; jaxnets draws a fresh "
-               "permutation per epoch and gathers each minibatch X[idx] inside the compiled scan"],
+        "W1",
+        f"two-layer net {D}-{H}-{C}, SGD, batch {B}, one epoch of {n:,} ({steps} steps)",
+        impls,
+        "epoch",
+        1,
+        steps * B,
+        steps * _affine_flops(B, [D, H, C]),
+        notes=[
+            "numpy/torch walk contiguous minibatches of a pre-shuffled X; jaxnets draws a fresh "
+            "permutation per epoch and gathers each minibatch X[idx] inside the compiled scan"
+        ],
     )
 
 
@@ -198,13 +240,23 @@ def w2(quick: bool, torch_ok: bool) -> Workload:
     X, y = _synthetic(2, (n, D), C)
     params0 = bn.w2_init_params(2, D, hidden, C)
     steps = n // B
-    impls = [Impl("numpy", lambda: bn.w2_numpy_prepare(params0, X, y),
-                  lambda p: (bn.w2_numpy_run(p, lr=lr, reg=reg, dropout=rate, batch_size=B, seed=0), p)[1])]
+    impls = [
+        Impl(
+            "numpy",
+            lambda: bn.w2_numpy_prepare(params0, X, y),
+            lambda p: (bn.w2_numpy_run(p, lr=lr, reg=reg, dropout=rate, batch_size=B, seed=0), p)[1],
+        )
+    ]
     if torch_ok:
         import baseline_torch as bt
 
-        impls.append(Impl("torch", lambda: bt.w2_torch_prepare(params0, X, y),
-                          lambda p: (bt.w2_torch_run(p, lr=lr, reg=reg, dropout=rate, batch_size=B, seed=0), p)[1]))
+        impls.append(
+            Impl(
+                "torch",
+                lambda: bt.w2_torch_prepare(params0, X, y),
+                lambda p: (bt.w2_torch_run(p, lr=lr, reg=reg, dropout=rate, batch_size=B, seed=0), p)[1],
+            )
+        )
 
     def make_model(ops):
         _, _, _, _, _, models, _ = _jax()
@@ -215,11 +267,18 @@ def w2(quick: bool, torch_ok: bool) -> Workload:
     for grads in ("auto", "manual"):
         impls.append(_jaxnets_epoch_impl(f"jaxnets-{grads}", make_model, config, X, y, (D,)))
     return Workload(
-        "W2", f"fc_net {D}-{'-'.join(map(str, hidden))}-{C}, batch norm, dropout {rate}, Adam, batch {B}, "
+        "W2",
+        f"fc_net {D}-{'-'.join(map(str, hidden))}-{C}, batch norm, dropout {rate}, Adam, batch {B}, "
         f"one epoch of {n:,} ({steps} steps)",
-        impls, "epoch", 1, steps * B, steps * _affine_flops(B, [D, *hidden, C]),
-        notes=["jaxnets also updates the batch-norm running statistics (state); numpy/torch do not "
-               "track them (they do not touch the loss)"],
+        impls,
+        "epoch",
+        1,
+        steps * B,
+        steps * _affine_flops(B, [D, *hidden, C]),
+        notes=[
+            "jaxnets also updates the batch-norm running statistics (state); numpy/torch do not "
+            "track them (they do not touch the loss)"
+        ],
     )
 
 
@@ -237,7 +296,7 @@ def w3(quick: bool, torch_ok: bool) -> Workload:
     params0 = bn.w3_init_params(3, (Cin, Hin, Hin), F, K, hidden, C)
 
     def batches(prepare):
-        return [prepare(params0, X[k * N:(k + 1) * N], y[k * N:(k + 1) * N]) for k in range(S)]
+        return [prepare(params0, X[k * N : (k + 1) * N], y[k * N : (k + 1) * N]) for k in range(S)]
 
     def numpy_run(prepared):
         for p in prepared:
@@ -267,12 +326,19 @@ def w3(quick: bool, torch_ok: bool) -> Workload:
     conv = 2 * N * F * Ho * Ho * Cin * K * K
     flops = S * (2 * conv + _affine_flops(N, [F * (Ho // 2) ** 2, hidden, C], input_grad_first=True))
     return Workload(
-        "W3", f"three_layer_convnet, batch {N}, {Cin}x{Hin}x{Hin}, {F} filters {K}x{K} pad {(K - 1) // 2}, "
+        "W3",
+        f"three_layer_convnet, batch {N}, {Cin}x{Hin}x{Hin}, {F} filters {K}x{K} pad {(K - 1) // 2}, "
         f"2x2 max pool, hidden {hidden}, SGD; {S} steps per run",
-        impls, "step", S, S * N, flops,
-        notes=[f"jaxnets: one call of the compiled epoch function = lax.scan over {S} steps (shuffle + gather "
-               f"inside), time / {S}; numpy/torch: {S} calls of their one-step function (the median run / {S}), "
-               "no input gradient of the first conv"],
+        impls,
+        "step",
+        S,
+        S * N,
+        flops,
+        notes=[
+            f"jaxnets: one call of the compiled epoch function = lax.scan over {S} steps (shuffle + gather "
+            f"inside), time / {S}; numpy/torch: {S} calls of their one-step function (the median run / {S}), "
+            "no input gradient of the first conv"
+        ],
     )
 
 
@@ -288,8 +354,10 @@ def _sweep_workload(key, quick, title, make_model, dims, config, n, E, seed, E_e
     """15-configuration sweep, vmapped (``train.sweep``'s program) vs one config after another."""
     jax, jnp, _, _, _, _, train = _jax()
     X, y = _synthetic(seed, (n, 1, 8, 8), 10)
-    lr_grid, reg_grid = (a.reshape(-1) for a in np.meshgrid(np.asarray(W4_LRS, np.float32),
-                                                           np.asarray(W4_REGS, np.float32), indexing="ij"))
+    lr_grid, reg_grid = (
+        a.reshape(-1)
+        for a in np.meshgrid(np.asarray(W4_LRS, np.float32), np.asarray(W4_REGS, np.float32), indexing="ij")
+    )
     n_cfg = len(lr_grid)
     steps = n // config.batch_size
 
@@ -298,8 +366,10 @@ def _sweep_workload(key, quick, title, make_model, dims, config, n, E, seed, E_e
             ops, loss_ops = _ops(grads)
             model = make_model(ops)
             params, state = model.init(jax.random.key(0), X.shape[1:])
-            opt_state = train.make_optimizer(config.optimizer, config.learning_rate, config.lr_decay, steps).init(params)
-            stack = lambda tree: jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n_cfg, *jnp.shape(a))), tree)  # noqa: E731
+            opt_state = train.make_optimizer(config.optimizer, config.learning_rate, config.lr_decay, steps).init(
+                params
+            )
+            stack = lambda tree: jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n_cfg, *jnp.shape(a))), tree)
             epoch_fn = train.make_epoch_fn(model, config, n, loss_ops)
             # exactly train.sweep's program
             fn = jax.jit(jax.vmap(epoch_fn, in_axes=(0, 0, 0, 0, None, None, None)), donate_argnums=(0, 1, 2))
@@ -327,9 +397,17 @@ def _sweep_workload(key, quick, title, make_model, dims, config, n, E, seed, E_e
             model = make_model(ops)
             ts = train.init_train_state(model, jax.random.key(0), X.shape[1:], config, steps)
             fn = jax.jit(train.make_epoch_fn(model, config, n, loss_ops), donate_argnums=(0, 1, 2))
-            hypers = [{"learning_rate": jnp.float32(lr), "reg": jnp.float32(reg)} for lr, reg in zip(lr_grid, reg_grid)]
-            return {"fn": fn, "init": (ts.params, ts.state, ts.opt_state), "hypers": hypers,
-                    "X": jnp.asarray(X), "y": jnp.asarray(y)}
+            hypers = [
+                {"learning_rate": jnp.float32(lr), "reg": jnp.float32(reg)}
+                for lr, reg in zip(lr_grid, reg_grid, strict=True)
+            ]
+            return {
+                "fn": fn,
+                "init": (ts.params, ts.state, ts.opt_state),
+                "hypers": hypers,
+                "X": jnp.asarray(X),
+                "y": jnp.asarray(y),
+            }
 
         def compile_(s):
             carry = jax.tree_util.tree_map(jnp.array, s["init"])
@@ -360,7 +438,9 @@ def _sweep_workload(key, quick, title, make_model, dims, config, n, E, seed, E_e
 
         def run(s):
             if which == "sweep":
-                out = train.sweep(s["model"], s["data"], lrs, regs, cfg_e2e, key=jax.random.key(0), loss_ops=s["loss_ops"])
+                out = train.sweep(
+                    s["model"], s["data"], lrs, regs, cfg_e2e, key=jax.random.key(0), loss_ops=s["loss_ops"]
+                )
                 jax.block_until_ready(out["params"])
             else:
                 for lr, reg in ((lr, reg) for lr in lrs for reg in regs):
@@ -370,8 +450,11 @@ def _sweep_workload(key, quick, title, make_model, dims, config, n, E, seed, E_e
             return s
 
         name = "jaxnets-train.sweep" if which == "sweep" else "jaxnets-train.fit-seq"
-        note = ("train.sweep(...) end to end: compile, 15 configs vmapped, accuracies" if which == "sweep" else
-                "train.fit(...) per config, end to end: compile (cached after the first), per-epoch train/val accuracy")
+        note = (
+            "train.sweep(...) end to end: compile, 15 configs vmapped, accuracies"
+            if which == "sweep"
+            else "train.fit(...) per config, end to end: compile (cached after the first), per-epoch train/val accuracy"
+        )
         return Impl(name, setup, run, None, note, units_per_run=E_e2e)
 
     impls = [vmapped_impl("auto"), sequential_impl("auto"), vmapped_impl("manual"), sequential_impl("manual")]
@@ -379,16 +462,30 @@ def _sweep_workload(key, quick, title, make_model, dims, config, n, E, seed, E_e
         impls += [end_to_end("sweep"), end_to_end("fit")]
     B = config.batch_size
     return Workload(
-        key, f"sweep of {n_cfg} configs (5 lr x 3 reg) of {title}, {config.optimizer}, batch {B}, "
+        key,
+        f"sweep of {n_cfg} configs (5 lr x 3 reg) of {title}, {config.optimizer}, batch {B}, "
         f"sklearn-digits shapes ({n:,} x 1x8x8, {steps} steps/epoch); {E} epochs per run"
         + (f" ({E_e2e} for train.sweep / train.fit-seq)" if key == "W4" else ""),
-        impls, "epoch of 15 configs", E, E * n_cfg * steps * B, E * n_cfg * steps * _affine_flops(B, dims),
-        notes=["sweep: train.sweep's program (jit(vmap(make_epoch_fn)), one call per epoch for all 15 configs); "
-               "seq: the same compiled epoch function as train.fit, called once per config per epoch"]
-        + ([f"train.sweep / train.fit-seq: the library calls end to end (user's view, auto grads, "
-            f"{'2 configs with --quick' if quick else '15 configs'}): fit evaluates "
-            "train/val accuracy after every epoch and compiles per call (jax's cache makes calls after the first cheaper), "
-            "sweep compiles once and evaluates once"] if key == "W4" else []),
+        impls,
+        "epoch of 15 configs",
+        E,
+        E * n_cfg * steps * B,
+        E * n_cfg * steps * _affine_flops(B, dims),
+        notes=[
+            "sweep: train.sweep's program (jit(vmap(make_epoch_fn)), one call per epoch for all 15 configs); "
+            "seq: the same compiled epoch function as train.fit, called once per config per epoch"
+        ]
+        + (
+            [
+                f"train.sweep / train.fit-seq: the library calls end to end (user's view, auto grads, "
+                f"{'2 configs with --quick' if quick else '15 configs'}): fit evaluates "
+                "train/val accuracy after every epoch and compiles per call "
+                "(jax's cache makes calls after the first cheaper), "
+                "sweep compiles once and evaluates once"
+            ]
+            if key == "W4"
+            else []
+        ),
         baselines=("jaxnets-seq-auto", "jaxnets-seq-manual", "jaxnets-train.fit-seq"),
     )
 
@@ -398,11 +495,21 @@ def w4(quick: bool, torch_ok: bool) -> Workload:
     _, _, _, _, _, models, train = _jax()
     sz = sizes(quick)
     hidden = sz["w4_hidden"]
-    config = train.TrainConfig(optimizer="momentum", learning_rate=0.3, lr_decay=0.95, reg=1e-3, batch_size=100,
-                               epochs=sz["w4_epochs"])
-    return _sweep_workload("W4", quick, f"two_layer_net 64-{hidden}-10",
-                           lambda ops: models.two_layer_net(hidden, 10, ops=ops), [64, hidden, 10], config,
-                           sz["w4_n"], sz["w4_epochs"], 4, E_e2e=sz["w4_e2e_epochs"])
+    config = train.TrainConfig(
+        optimizer="momentum", learning_rate=0.3, lr_decay=0.95, reg=1e-3, batch_size=100, epochs=sz["w4_epochs"]
+    )
+    return _sweep_workload(
+        "W4",
+        quick,
+        f"two_layer_net 64-{hidden}-10",
+        lambda ops: models.two_layer_net(hidden, 10, ops=ops),
+        [64, hidden, 10],
+        config,
+        sz["w4_n"],
+        sz["w4_epochs"],
+        4,
+        E_e2e=sz["w4_e2e_epochs"],
+    )
 
 
 def w4b(quick: bool, torch_ok: bool) -> Workload:
@@ -410,12 +517,21 @@ def w4b(quick: bool, torch_ok: bool) -> Workload:
     _, _, _, _, _, models, train = _jax()
     sz = sizes(quick)
     hidden = list(sz["w4b_hidden"])
-    config = train.TrainConfig(optimizer="adam", learning_rate=1e-3, lr_decay=0.95, reg=1e-3, batch_size=50,
-                               epochs=sz["w4b_epochs"])
+    config = train.TrainConfig(
+        optimizer="adam", learning_rate=1e-3, lr_decay=0.95, reg=1e-3, batch_size=50, epochs=sz["w4b_epochs"]
+    )
     dims = [64, *hidden, 10]
-    return _sweep_workload("W4b", quick, f"fc_net {'-'.join(map(str, dims))}, batch norm, dropout 0.2",
-                           lambda ops: models.fc_net(hidden, 10, normalization="batchnorm", dropout=0.2, ops=ops),
-                           dims, config, sz["w4_n"], sz["w4b_epochs"], 5)
+    return _sweep_workload(
+        "W4b",
+        quick,
+        f"fc_net {'-'.join(map(str, dims))}, batch norm, dropout 0.2",
+        lambda ops: models.fc_net(hidden, 10, normalization="batchnorm", dropout=0.2, ops=ops),
+        dims,
+        config,
+        sz["w4_n"],
+        sz["w4b_epochs"],
+        5,
+    )
 
 
 WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W4b": w4b}

@@ -83,8 +83,10 @@ def compare(split: dict, config: train.TrainConfig, hidden_sizes=HIDDEN_SIZES, *
         row = {"hidden_dims": tuple(hidden_dims)}
         for name, ops in VARIANTS.items():
             row[name] = train_variant(hidden_dims, ops, split, config, key=key)
-            log(f"  {_shapes(hidden_dims)}  {name:6s}  final cost {row[name]['final_cost']:.3e}  "
-                f"test acc {row[name]['test_acc']:.4f}  ({row[name]['time']:.1f} s)")
+            log(
+                f"  {_shapes(hidden_dims)}  {name:6s}  final cost {row[name]['final_cost']:.3e}  "
+                f"test acc {row[name]['test_acc']:.4f}  ({row[name]['time']:.1f} s)"
+            )
         rows.append(row)
     return rows
 
@@ -96,13 +98,17 @@ def _shapes(hidden_dims) -> str:
 
 def format_table(rows: list[dict], epochs: int) -> str:
     """The side-by-side table: hidden sizes, final cost and test accuracy of the true and broken nets."""
-    head = (f"{'hidden sizes':28s}  {'final cost (epoch ' + str(epochs) + ')':>23s}  {'test accuracy':>17s}\n"
-            f"{'':28s}  {'true':>11s} {'broken':>11s}  {'true':>8s} {'broken':>8s}")
+    head = (
+        f"{'hidden sizes':28s}  {'final cost (epoch ' + str(epochs) + ')':>23s}  {'test accuracy':>17s}\n"
+        f"{'':28s}  {'true':>11s} {'broken':>11s}  {'true':>8s} {'broken':>8s}"
+    )
     lines = [head, "-" * len(head.splitlines()[0])]
     for row in rows:
         t, b = row["true"], row["broken"]
-        lines.append(f"{_shapes(row['hidden_dims']):28s}  {t['final_cost']:11.3e} {b['final_cost']:11.3e}  "
-                     f"{t['test_acc']:8.4f} {b['test_acc']:8.4f}")
+        lines.append(
+            f"{_shapes(row['hidden_dims']):28s}  {t['final_cost']:11.3e} {b['final_cost']:11.3e}  "
+            f"{t['test_acc']:8.4f} {b['test_acc']:8.4f}"
+        )
     return "\n".join(lines)
 
 
@@ -114,12 +120,17 @@ def plot_costs(rows: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.4), squeeze=False, sharey=True)
-    for ax, row in zip(axes[0], rows):
+    for ax, row in zip(axes[0], rows, strict=False):
         for name, color in (("true", "tab:blue"), ("broken", "tab:red")):
             result = row[name]
             epochs = np.arange(1, len(result["costs"]) + 1)
-            ax.plot(epochs, result["costs"], color=color, lw=1.2,
-                    label=f"{name} backprop (test acc {result['test_acc']:.3f})")
+            ax.plot(
+                epochs,
+                result["costs"],
+                color=color,
+                lw=1.2,
+                label=f"{name} backprop (test acc {result['test_acc']:.3f})",
+            )
         ax.set_yscale("log")
         ax.set_title(_shapes(row["hidden_dims"]), fontsize=10)
         ax.set_xlabel("epoch")
@@ -136,8 +147,9 @@ def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=None, help=f"epochs per run (default {CONFIG.epochs})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data split, initial weights and minibatches")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"smoke run: {QUICK_EPOCHS} epochs, first hidden size only")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"smoke run: {QUICK_EPOCHS} epochs, first hidden size only"
+    )
     parser.add_argument("--out", default="broken_backprop.png", help="where to write the cost curves (PNG)")
     args = parser.parse_args(argv)
 
@@ -146,8 +158,10 @@ def main(argv=None) -> list[dict]:
     config = CONFIG._replace(epochs=epochs)
     hidden_sizes = QUICK_SIZES if args.quick else HIDDEN_SIZES
     split = load_split(args.seed)
-    print(f"digits 0 vs 1: {len(split['y_train'])} train / {len(split['y_test'])} test images; "
-          f"{epochs} epochs of SGD (lr {config.learning_rate:g}, batch {config.batch_size}), squared-error cost")
+    print(
+        f"digits 0 vs 1: {len(split['y_train'])} train / {len(split['y_test'])} test images; "
+        f"{epochs} epochs of SGD (lr {config.learning_rate:g}, batch {config.batch_size}), squared-error cost"
+    )
     rows = compare(split, config, hidden_sizes, key=jax.random.key(args.seed))
     print()
     print(format_table(rows, epochs))

@@ -59,13 +59,29 @@ def run_row(name: str, *, data_dir=None, seed: int = 0, epochs: int | None = Non
     start = time.perf_counter()
     split = data.load_dataset(row["data"], data_dir, seed=seed)
     model = row["model"]()
-    log = (lambda ts, r: print(f"  epoch {r['epoch']:3d}  loss {r['loss']:.4f}  train {r['train_acc']:.4f}  "
-                               f"val {r['val_acc']:.4f}  {time.perf_counter() - start:6.1f}s", flush=True)) if verbose else None
+    log = (
+        (
+            lambda ts, r: print(
+                f"  epoch {r['epoch']:3d}  loss {r['loss']:.4f}  train {r['train_acc']:.4f}  "
+                f"val {r['val_acc']:.4f}  {time.perf_counter() - start:6.1f}s",
+                flush=True,
+            )
+        )
+        if verbose
+        else None
+    )
     ts = train.fit(model, split, config, key=jax.random.key(seed), on_epoch=log)
     test_acc = train.accuracy(model, ts.best_params, ts.best_state, split["X_test"], split["y_test"])
-    return {"row": name, "seed": seed, "epochs": ts.epoch, "best_val_acc": ts.best_val_acc, "test_acc": test_acc,
-            "wall_s": time.perf_counter() - start, "device": str(jax.devices()[0]),
-            "stopped": ts.history.get("stopped")}
+    return {
+        "row": name,
+        "seed": seed,
+        "epochs": ts.epoch,
+        "best_val_acc": ts.best_val_acc,
+        "test_acc": test_acc,
+        "wall_s": time.perf_counter() - start,
+        "device": str(jax.devices()[0]),
+        "stopped": ts.history.get("stopped"),
+    }
 
 
 def main(argv=None) -> None:

@@ -24,8 +24,9 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -34,8 +35,14 @@ import numpy as np
 from jaxnets.train import TrainState
 
 __all__ = [
-    "FORMAT_VERSION", "CHECKPOINT_NAME", "atomic_write", "write_json", "save_checkpoint",
-    "read_checkpoint_meta", "check_model", "load_checkpoint",
+    "FORMAT_VERSION",
+    "CHECKPOINT_NAME",
+    "atomic_write",
+    "write_json",
+    "save_checkpoint",
+    "read_checkpoint_meta",
+    "check_model",
+    "load_checkpoint",
 ]
 
 #: Version of the file layout; bump it when the layout changes incompatibly.
@@ -123,8 +130,9 @@ def _leaves(section: str, tree) -> dict[str, np.ndarray]:
     return {section + jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat}
 
 
-def save_checkpoint(path: str | os.PathLike, ts: TrainState, *, model_name: str, model_config: dict,
-                    extra: dict | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike, ts: TrainState, *, model_name: str, model_config: dict, extra: dict | None = None
+) -> Path:
     """Write ``ts`` (current and best weights, optimizer state, history) to ``path`` atomically.
 
     Args:
@@ -156,8 +164,10 @@ def save_checkpoint(path: str | os.PathLike, ts: TrainState, *, model_name: str,
 
 
 def _corrupt(path, why: str) -> ValueError:
-    return ValueError(f"{path}: not a readable jaxnets checkpoint ({why}); it is truncated or corrupt. "
-                      f"Restore it from a copy or start a new run")
+    return ValueError(
+        f"{path}: not a readable jaxnets checkpoint ({why}); it is truncated or corrupt. "
+        f"Restore it from a copy or start a new run"
+    )
 
 
 def _read(path: Path, names: Callable[[list[str]], list[str]]) -> tuple[dict, dict[str, np.ndarray]]:
@@ -182,8 +192,10 @@ def _read(path: Path, names: Callable[[list[str]], list[str]]) -> tuple[dict, di
     if isinstance(version, bool) or not isinstance(version, int):
         raise _corrupt(path, f"format_version is {version!r}, not an integer")
     if version > FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format version {version} is newer than this jaxnets supports "
-                         f"({FORMAT_VERSION}); upgrade jaxnets")
+        raise ValueError(
+            f"{path}: checkpoint format version {version} is newer than this jaxnets supports "
+            f"({FORMAT_VERSION}); upgrade jaxnets"
+        )
     return meta, arrays
 
 
@@ -204,12 +216,16 @@ def check_model(path, meta: dict, model_name: str | None, model_config: dict | N
     checkpoint before building anything.
     """
     if model_name is not None and meta.get("model") != model_name:
-        raise ValueError(f"{path}: checkpoint is from model {meta.get('model')!r}, not {model_name!r}; "
-                         f"evaluate/resume it with --model {meta.get('model')} or use another checkpoint")
+        raise ValueError(
+            f"{path}: checkpoint is from model {meta.get('model')!r}, not {model_name!r}; "
+            f"evaluate/resume it with --model {meta.get('model')} or use another checkpoint"
+        )
     if model_config is not None and meta.get("model_config") != _canonical(model_config):
-        raise ValueError(f"{path}: checkpoint is from a {meta.get('model')!r} model configured as "
-                         f"{meta.get('model_config')}, not {_canonical(model_config)}; use the run's own "
-                         f"config.json or another checkpoint")
+        raise ValueError(
+            f"{path}: checkpoint is from a {meta.get('model')!r} model configured as "
+            f"{meta.get('model_config')}, not {_canonical(model_config)}; use the run's own "
+            f"config.json or another checkpoint"
+        )
 
 
 def _restore(path, section: str, template, arrays: dict[str, np.ndarray], used: set):
@@ -222,15 +238,18 @@ def _restore(path, section: str, template, arrays: dict[str, np.ndarray], used: 
             raise ValueError(f"{path}: checkpoint has no array {name}; it comes from a different model or optimizer")
         stored, expected = arrays[name], jax.ShapeDtypeStruct(np.shape(leaf), jnp.result_type(leaf))
         if stored.shape != expected.shape or stored.dtype != expected.dtype:
-            raise ValueError(f"{path}: {name} is {stored.dtype}{list(stored.shape)} in the checkpoint but the model "
-                             f"needs {expected.dtype}{list(expected.shape)}; it comes from a different model or optimizer")
+            raise ValueError(
+                f"{path}: {name} is {stored.dtype}{list(stored.shape)} in the checkpoint but the model "
+                f"needs {expected.dtype}{list(expected.shape)}; it comes from a different model or optimizer"
+            )
         used.add(name)
         leaves.append(jnp.asarray(stored))
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
-def load_checkpoint(path: str | os.PathLike, template: TrainState, *, model_name: str | None = None,
-                    model_config: dict | None = None) -> tuple[TrainState, dict]:
+def load_checkpoint(
+    path: str | os.PathLike, template: TrainState, *, model_name: str | None = None, model_config: dict | None = None
+) -> tuple[TrainState, dict]:
     """Read a checkpoint written by ``save_checkpoint`` into the structure of ``template``.
 
     Args:
@@ -254,12 +273,22 @@ def load_checkpoint(path: str | os.PathLike, template: TrainState, *, model_name
     trees = {section: _restore(path, section, getattr(template, section), arrays, used) for section in _SECTIONS}
     unexpected = sorted(set(arrays) - used)
     if unexpected:
-        raise ValueError(f"{path}: checkpoint has arrays the model does not ({', '.join(unexpected[:4])}"
-                         f"{', ...' if len(unexpected) > 4 else ''}); it comes from a different model or optimizer")
+        raise ValueError(
+            f"{path}: checkpoint has arrays the model does not ({', '.join(unexpected[:4])}"
+            f"{', ...' if len(unexpected) > 4 else ''}); it comes from a different model or optimizer"
+        )
     try:
         history = {k: (v if k == "stopped" else [float(x) for x in v]) for k, v in meta["history"].items()}
-        ts = TrainState(trees["params"], trees["state"], trees["opt_state"], int(meta["epoch"]),
-                        trees["best_params"], trees["best_state"], float(meta["best_val_acc"]), history)
+        ts = TrainState(
+            trees["params"],
+            trees["state"],
+            trees["opt_state"],
+            int(meta["epoch"]),
+            trees["best_params"],
+            trees["best_state"],
+            float(meta["best_val_acc"]),
+            history,
+        )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise _corrupt(path, f"bad metadata: {type(e).__name__}: {e}") from None
     return ts, meta

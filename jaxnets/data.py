@@ -49,12 +49,28 @@ Split = dict[str, np.ndarray]
 DATASETS = ("digits", "digits-01", "fashion-mnist", "cifar10")
 
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 
 _ENV_VAR = "JAXNETS_DATA"
@@ -126,10 +142,7 @@ def validate_images_labels(X: Any, y: Any, num_classes: int | None = None) -> No
         if not finite.all():
             n_nan = int(np.isnan(X).sum())
             n_inf = int((~finite).sum()) - n_nan
-            raise ValueError(
-                f"X: expected finite values; got {n_nan} NaN and {n_inf} inf entries "
-                f"(shape {X.shape})"
-            )
+            raise ValueError(f"X: expected finite values; got {n_nan} NaN and {n_inf} inf entries (shape {X.shape})")
     if not np.issubdtype(y.dtype, np.integer):
         raise TypeError(f"y: expected an integer dtype; got {y.dtype}")
     if y.ndim != 1:
@@ -170,7 +183,7 @@ def _check_count(name: str, value: Any, *, minimum: int = 0) -> int:
 def _split(X_train, y_train, X_val, y_val, X_test, y_test) -> Split:
     arrays = (X_train, y_train, X_val, y_val, X_test, y_test)
     out = {}
-    for key, a in zip(SPLIT_KEYS, arrays):
+    for key, a in zip(SPLIT_KEYS, arrays, strict=False):
         dtype = np.float32 if key.startswith("X") else np.int32
         out[key] = np.ascontiguousarray(a, dtype=dtype)
     return out
@@ -242,9 +255,7 @@ def load_digits(
         n = int(round(fraction * n_total))
         if n == 0:
             return X, y, X[:0], y[:0]
-        X_a, X_b, y_a, y_b = train_test_split(
-            X, y, test_size=n, stratify=y, random_state=rng
-        )
+        X_a, X_b, y_a, y_b = train_test_split(X, y, test_size=n, stratify=y, random_state=rng)
         return X_a, y_a, X_b, y_b
 
     rng = np.random.RandomState(seed)  # one seeded stream drives both splits
@@ -288,36 +299,25 @@ def read_idx(path: str | os.PathLike, *, expected_magic: int | None = None) -> n
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as e:
-            raise ValueError(
-                f"{path}: corrupt gzip data ({type(e).__name__}: {e}); re-download the file"
-            ) from e
+            raise ValueError(f"{path}: corrupt gzip data ({type(e).__name__}: {e}); re-download the file") from e
     elif path.suffix == ".gz":
         raise ValueError(
             f"{path}: expected gzip data (signature 1f 8b) for a .gz file; got first bytes "
             f"{raw[:4].hex(' ') or '(empty file)'}"
         )
     if len(raw) < 4:
-        raise ValueError(
-            f"{path}: truncated IDX header: expected at least 4 bytes; received {len(raw)}"
-        )
+        raise ValueError(f"{path}: truncated IDX header: expected at least 4 bytes; received {len(raw)}")
     magic = int.from_bytes(raw[:4], "big")
     if magic >> 8 != 0x08 or not 1 <= (magic & 0xFF) <= 4:
         want = f"0x{expected_magic:08x}" if expected_magic is not None else "0x000008DD"
-        raise ValueError(
-            f"{path}: bad IDX magic number: expected {want} (unsigned-byte IDX); "
-            f"got 0x{magic:08x}"
-        )
+        raise ValueError(f"{path}: bad IDX magic number: expected {want} (unsigned-byte IDX); got 0x{magic:08x}")
     if expected_magic is not None and magic != expected_magic:
-        raise ValueError(
-            f"{path}: bad IDX magic number: expected 0x{expected_magic:08x}; got 0x{magic:08x}"
-        )
+        raise ValueError(f"{path}: bad IDX magic number: expected 0x{expected_magic:08x}; got 0x{magic:08x}")
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(
-            f"{path}: truncated IDX header: expected {header} bytes; received {len(raw)}"
-        )
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+        raise ValueError(f"{path}: truncated IDX header: expected {header} bytes; received {len(raw)}")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = header + int(np.prod(dims, dtype=np.int64))
     if len(raw) != expected:
         what = "truncated" if len(raw) < expected else "trailing data in"
@@ -404,9 +404,7 @@ def _find_fashion_files(path: str | os.PathLike | None) -> dict[str, Path]:
 def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
     images = read_idx(images_path, expected_magic=_IDX_IMAGES_MAGIC)
     if images.shape[1:] != (28, 28):
-        raise ValueError(
-            f"{images_path}: expected image dims (N, 28, 28); got {images.shape}"
-        )
+        raise ValueError(f"{images_path}: expected image dims (N, 28, 28); got {images.shape}")
     labels = read_idx(labels_path, expected_magic=_IDX_LABELS_MAGIC)
     if labels.shape[0] != images.shape[0]:
         raise ValueError(
@@ -416,8 +414,7 @@ def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np
     if labels.size and labels.max() > 9:
         bad = int(np.argmax(labels > 9))
         raise ValueError(
-            f"{labels_path}: expected labels in 0..9; got {int(labels[bad])} at index {bad} "
-            f"(max {int(labels.max())})"
+            f"{labels_path}: expected labels in 0..9; got {int(labels[bad])} at index {bad} (max {int(labels.max())})"
         )
     return images, labels
 
@@ -476,8 +473,7 @@ def load_fashion_mnist(
     n = X_tr.shape[0]
     if val_size >= n:
         raise ValueError(
-            f"val_size: expected fewer than the {n} training images in "
-            f"{files['train_images']}; got {val_size}"
+            f"val_size: expected fewer than the {n} training images in {files['train_images']}; got {val_size}"
         )
     if seed is None:
         is_val = np.arange(n) >= n - val_size
@@ -489,9 +485,12 @@ def load_fashion_mnist(
         return (x.astype(np.float32) / np.float32(255.0))[:, None, :, :]
 
     return _split(
-        to_float(X_tr[~is_val]), y_tr[~is_val],
-        to_float(X_tr[is_val]), y_tr[is_val],
-        to_float(X_te), y_te,
+        to_float(X_tr[~is_val]),
+        y_tr[~is_val],
+        to_float(X_tr[is_val]),
+        y_tr[is_val],
+        to_float(X_te),
+        y_te,
     )
 
 
@@ -516,11 +515,9 @@ class _BatchUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(
-                f"global {module}.{name} is not allowed in a CIFAR-10 batch"
-            )
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR-10 batch")
         if module.startswith("numpy.core.") and hasattr(np, "_core"):
-            module = "numpy._core." + module[len("numpy.core."):]  # numpy 2 home, no warning
+            module = "numpy._core." + module[len("numpy.core.") :]  # numpy 2 home, no warning
         return super().find_class(module, name)
 
 
@@ -563,9 +560,7 @@ def _load_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     labels = labels.astype(np.int64)
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         bad = int(np.argmax((labels < 0) | (labels > 9)))
-        raise ValueError(
-            f"{path}: expected b'labels' in 0..9; got {int(labels[bad])} at index {bad}"
-        )
+        raise ValueError(f"{path}: expected b'labels' in 0..9; got {int(labels[bad])} at index {bad}")
     # rows are 1024 red, 1024 green, 1024 blue values, each row-major 32x32: that is NCHW
     return data.reshape(-1, 3, 32, 32), labels
 
@@ -577,9 +572,7 @@ def _cifar_folder(path: str | os.PathLike) -> Path:
     return p
 
 
-def write_cifar10_batch(
-    path: str | os.PathLike, data: Any, labels: Any, batch_label: bytes = b"batch"
-) -> Path:
+def write_cifar10_batch(path: str | os.PathLike, data: Any, labels: Any, batch_label: bytes = b"batch") -> Path:
     """Write a batch in the standard CIFAR-10 python format (for tests and examples).
 
     The dict has bytes keys ``b'batch_label'``, ``b'labels'`` (list of int), ``b'data'``
@@ -671,9 +664,7 @@ def load_cifar10(
     present = [n for n in _CIFAR_TRAIN_FILES if (folder / n).is_file()]
     k = len(present)
     gap = present != list(_CIFAR_TRAIN_FILES[:k])
-    missing_required = [
-        n for n in ("data_batch_1", _CIFAR_TEST_FILE) if not (folder / n).is_file()
-    ]
+    missing_required = [n for n in ("data_batch_1", _CIFAR_TEST_FILE) if not (folder / n).is_file()]
     if missing_required or gap:
         absent = [n for n in (*_CIFAR_TRAIN_FILES, _CIFAR_TEST_FILE) if not (folder / n).is_file()]
         where = f"{folder}" + ("" if folder.is_dir() else " (no such folder)")
@@ -685,14 +676,13 @@ def load_cifar10(
             f"{_CIFAR_HOWTO}"
         )
 
-    xs, ys = zip(*(_load_cifar_batch(folder / n) for n in present))
+    xs, ys = zip(*(_load_cifar_batch(folder / n) for n in present), strict=False)
     X_all, y_all = np.concatenate(xs), np.concatenate(ys)
     X_test, y_test = _load_cifar_batch(folder / _CIFAR_TEST_FILE)
 
     have = X_all.shape[0]
     if num_train + num_val > have:
-        note = (f" (files {', '.join(present)}; absent "
-                f"{', '.join(_CIFAR_TRAIN_FILES[k:])})" if k < 5 else "")
+        note = f" (files {', '.join(present)}; absent {', '.join(_CIFAR_TRAIN_FILES[k:])})" if k < 5 else ""
         raise ValueError(
             f"num_train + num_val: expected at most the {have} training images in {folder}"
             f"{note}; got num_train={num_train} + num_val={num_val} = {num_train + num_val}"
@@ -704,7 +694,7 @@ def load_cifar10(
         )
 
     X_train = X_all[:num_train].astype(np.float32)
-    X_val = X_all[num_train:num_train + num_val].astype(np.float32)
+    X_val = X_all[num_train : num_train + num_val].astype(np.float32)
     X_test = X_test[:num_test].astype(np.float32)
     if subtract_mean:
         # float64 accumulation so the mean of 49000 images is exact to float32 precision
@@ -713,9 +703,12 @@ def load_cifar10(
         X_val -= mean_image
         X_test -= mean_image
     return _split(
-        X_train, y_all[:num_train],
-        X_val, y_all[num_train:num_train + num_val],
-        X_test, y_test[:num_test],
+        X_train,
+        y_all[:num_train],
+        X_val,
+        y_all[num_train : num_train + num_val],
+        X_test,
+        y_test[:num_test],
     )
 
 

@@ -7,7 +7,8 @@ for checks: in float32 the rounding error of a difference quotient swamps a 1e-7
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,8 +27,12 @@ def rel_error(x, y):
     0.0
     """
     errs = jax.tree_util.tree_map(
-        lambda a, b: np.max(np.abs(np.asarray(a) - np.asarray(b)) / np.maximum(1e-8, np.abs(np.asarray(a)) + np.abs(np.asarray(b))), initial=0.0),
-        x, y,
+        lambda a, b: np.max(
+            np.abs(np.asarray(a) - np.asarray(b)) / np.maximum(1e-8, np.abs(np.asarray(a)) + np.abs(np.asarray(b))),
+            initial=0.0,
+        ),
+        x,
+        y,
     )
     return float(max(jax.tree_util.tree_leaves(errs), default=0.0))
 
@@ -113,7 +118,7 @@ def numeric_grads(f, args, argnums, dout=None, h=None, order=4):
         flat, unravel = ravel_pytree(args[i])
 
         def fi(v):
-            return f(*args[:i], unravel(v), *args[i + 1:])
+            return f(*args[:i], unravel(v), *args[i + 1 :])
 
         return unravel(numeric_grad_array(fi, flat, dout, h, order))
 
@@ -252,8 +257,13 @@ def _sample_bce(rng):
 
 def _sample_params(rng):
     D, H, C = _dims(rng, 3)
-    params = {"W1": _away_from_zero(rng, D, H), "b1": _normal(rng, H), "W2": _away_from_zero(rng, H, C),
-              "b2": _normal(rng, C), "gamma1": _normal(rng, H)}
+    params = {
+        "W1": _away_from_zero(rng, D, H),
+        "b1": _normal(rng, H),
+        "W2": _away_from_zero(rng, H, C),
+        "b2": _normal(rng, C),
+        "gamma1": _normal(rng, H),
+    }
     return params, jnp.asarray(float(rng.uniform(0.01, 1.0)))
 
 
@@ -304,7 +314,7 @@ def check_case(case: Case, seed: int, *, jit: bool = False) -> dict[str, float]:
         def restricted(fn):
             def f(*diff_args):
                 full = list(args)
-                for i, a in zip(case.argnums, diff_args):
+                for i, a in zip(case.argnums, diff_args, strict=False):
                     full[i] = a
                 return fn(*full)
 

@@ -21,13 +21,37 @@ import jax.numpy as jnp
 from jax import lax
 
 __all__ = [
-    "affine", "affine_forward", "relu", "relu_forward", "sigmoid", "sigmoid_forward",
-    "tanh", "tanh_forward", "batchnorm", "batchnorm_forward", "spatial_batchnorm",
-    "spatial_batchnorm_forward", "layernorm", "layernorm_forward", "groupnorm",
-    "groupnorm_forward", "dropout", "dropout_forward", "conv2d", "conv2d_forward",
-    "max_pool2d", "max_pool2d_forward", "avg_pool2d", "avg_pool2d_forward",
-    "batchnorm_inference", "batchnorm_inference_forward", "update_running_stats",
-    "WindowParam", "window_patches", "window_slices", "conv_patches",
+    "affine",
+    "affine_forward",
+    "relu",
+    "relu_forward",
+    "sigmoid",
+    "sigmoid_forward",
+    "tanh",
+    "tanh_forward",
+    "batchnorm",
+    "batchnorm_forward",
+    "spatial_batchnorm",
+    "spatial_batchnorm_forward",
+    "layernorm",
+    "layernorm_forward",
+    "groupnorm",
+    "groupnorm_forward",
+    "dropout",
+    "dropout_forward",
+    "conv2d",
+    "conv2d_forward",
+    "max_pool2d",
+    "max_pool2d_forward",
+    "avg_pool2d",
+    "avg_pool2d_forward",
+    "batchnorm_inference",
+    "batchnorm_inference_forward",
+    "update_running_stats",
+    "WindowParam",
+    "window_patches",
+    "window_slices",
+    "conv_patches",
 ]
 
 
@@ -42,10 +66,7 @@ def _check_float(name, x):
 
 def _check_ndim(name, x, ndims, layout):
     if jnp.ndim(x) not in ndims:
-        raise ValueError(
-            f"{name} must have rank {' or '.join(map(str, ndims))} ({layout}), "
-            f"got shape {jnp.shape(x)}"
-        )
+        raise ValueError(f"{name} must have rank {' or '.join(map(str, ndims))} ({layout}), got shape {jnp.shape(x)}")
 
 
 def _check_shape(name, x, expected):
@@ -456,6 +477,7 @@ def _random_bits(key, shape):
     net's training step (``benchmarks/README.md``). Under ``vmap`` over keys every key keeps its
     own stream (``lax.rng_bit_generator``'s own batching rule would seed them all from the first).
     """
+
     def draw(key):
         seed = jax.random.bits(key, (4,), jnp.uint32)
         return lax.rng_bit_generator(seed, shape, jnp.uint32, algorithm=lax.RandomAlgorithm.RNG_THREE_FRY)[1]
@@ -533,8 +555,7 @@ def conv2d_forward(x, w, b, stride=1, pad=0):
     F, C, HH, WW = jnp.shape(w)
     if jnp.shape(x)[1] != C:
         raise ValueError(
-            f"x has {jnp.shape(x)[1]} channels (shape {jnp.shape(x)}) but w expects C={C} "
-            f"(w shape {jnp.shape(w)})"
+            f"x has {jnp.shape(x)[1]} channels (shape {jnp.shape(x)}) but w expects C={C} (w shape {jnp.shape(w)})"
         )
     _check_shape("b", b, (F,))
     param = _window_param(x, (HH, WW), stride, pad, "conv2d")

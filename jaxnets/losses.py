@@ -14,9 +14,19 @@ import numpy as np
 from jaxnets.layers import primal_of
 
 __all__ = [
-    "softmax_loss", "softmax_loss_forward", "svm_loss", "svm_loss_forward",
-    "squared_error", "squared_error_forward", "sigmoid_bce", "sigmoid_bce_forward",
-    "l2_penalty", "l2_penalty_forward", "l1_penalty", "l1_penalty_forward", "weight_keys",
+    "softmax_loss",
+    "softmax_loss_forward",
+    "svm_loss",
+    "svm_loss_forward",
+    "squared_error",
+    "squared_error_forward",
+    "sigmoid_bce",
+    "sigmoid_bce_forward",
+    "l2_penalty",
+    "l2_penalty_forward",
+    "l1_penalty",
+    "l1_penalty_forward",
+    "weight_keys",
 ]
 
 
@@ -30,11 +40,15 @@ def _check_scores_labels(scores, y):
         raise TypeError(f"labels y must be an integer array of class indices, got dtype {jnp.result_type(y)}")
     N, C = jnp.shape(scores)
     if jnp.shape(y) != (N,):
-        raise ValueError(f"labels y must have shape (N,) = ({N},) to match scores {jnp.shape(scores)}, got shape {jnp.shape(y)}")
+        raise ValueError(
+            f"labels y must have shape (N,) = ({N},) to match scores {jnp.shape(scores)}, got shape {jnp.shape(y)}"
+        )
     if not isinstance(y, jax.core.Tracer):
         y_np = np.asarray(y)
         if y_np.size and (y_np.min() < 0 or y_np.max() >= C):
-            raise ValueError(f"labels y must lie in [0, {C}) for scores with C={C} classes, got range [{y_np.min()}, {y_np.max()}]")
+            raise ValueError(
+                f"labels y must lie in [0, {C}) for scores with C={C} classes, got range [{y_np.min()}, {y_np.max()}]"
+            )
 
 
 def softmax_loss_forward(scores, y):
@@ -83,7 +97,9 @@ def _check_same_shape(pred_name, pred, target_name, target):
     if not jnp.issubdtype(jnp.result_type(pred), jnp.floating):
         raise TypeError(f"{pred_name} must be a floating-point array, got dtype {jnp.result_type(pred)}")
     if jnp.ndim(pred) < 1 or jnp.shape(pred) != jnp.shape(target):
-        raise ValueError(f"{target_name} must have the shape of {pred_name} {jnp.shape(pred)} (N, ...), got {jnp.shape(target)}")
+        raise ValueError(
+            f"{target_name} must have the shape of {pred_name} {jnp.shape(pred)} (N, ...), got {jnp.shape(target)}"
+        )
 
 
 def squared_error_forward(pred, target):

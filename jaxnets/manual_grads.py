@@ -22,18 +22,50 @@ from jaxnets import layers, losses
 from jaxnets.layers import WindowParam
 
 __all__ = [
-    "affine_backward", "relu_backward", "sigmoid_backward", "tanh_backward",
-    "batchnorm_backward", "batchnorm_backward_alt", "spatial_batchnorm_backward",
-    "layernorm_backward", "groupnorm_backward", "batchnorm_inference_backward",
-    "dropout_backward", "conv2d_backward", "max_pool2d_backward", "avg_pool2d_backward",
-    "fold_patches", "fold_conv_patches", "softmax_loss_backward", "svm_loss_backward", "squared_error_backward",
-    "sigmoid_bce_backward", "l2_penalty_backward", "l1_penalty_backward",
+    "affine_backward",
+    "relu_backward",
+    "sigmoid_backward",
+    "tanh_backward",
+    "batchnorm_backward",
+    "batchnorm_backward_alt",
+    "spatial_batchnorm_backward",
+    "layernorm_backward",
+    "groupnorm_backward",
+    "batchnorm_inference_backward",
+    "dropout_backward",
+    "conv2d_backward",
+    "max_pool2d_backward",
+    "avg_pool2d_backward",
+    "fold_patches",
+    "fold_conv_patches",
+    "softmax_loss_backward",
+    "svm_loss_backward",
+    "squared_error_backward",
+    "sigmoid_bce_backward",
+    "l2_penalty_backward",
+    "l1_penalty_backward",
     "two_layer_net_loss_and_grads",
     # custom_vjp twins, same names and signatures as in layers / losses
-    "affine", "relu", "sigmoid", "tanh", "batchnorm", "spatial_batchnorm", "layernorm",
-    "groupnorm", "batchnorm_inference", "update_running_stats", "dropout", "conv2d",
-    "max_pool2d", "avg_pool2d", "softmax_loss", "svm_loss", "squared_error", "sigmoid_bce",
-    "l2_penalty", "l1_penalty",
+    "affine",
+    "relu",
+    "sigmoid",
+    "tanh",
+    "batchnorm",
+    "spatial_batchnorm",
+    "layernorm",
+    "groupnorm",
+    "batchnorm_inference",
+    "update_running_stats",
+    "dropout",
+    "conv2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "softmax_loss",
+    "svm_loss",
+    "squared_error",
+    "sigmoid_bce",
+    "l2_penalty",
+    "l1_penalty",
 ]
 
 
@@ -510,9 +542,7 @@ batchnorm = _twin(layers.batchnorm_forward, batchnorm_backward, nondiff_argnums=
 spatial_batchnorm = _twin(layers.spatial_batchnorm_forward, spatial_batchnorm_backward, nondiff_argnums=(3,))
 layernorm = _twin(layers.layernorm_forward, layernorm_backward, nondiff_argnums=(3,))
 groupnorm = _twin(layers.groupnorm_forward, groupnorm_backward, nondiff_argnums=(3, 4))
-batchnorm_inference = _twin(
-    layers.batchnorm_inference_forward, batchnorm_inference_backward, nondiff_argnums=(5,)
-)
+batchnorm_inference = _twin(layers.batchnorm_inference_forward, batchnorm_inference_backward, nondiff_argnums=(5,))
 dropout = _twin(layers.dropout_forward, _with_none(dropout_backward), nondiff_argnums=(2,))
 conv2d = _twin(layers.conv2d_forward, conv2d_backward, nondiff_argnums=(3, 4))
 max_pool2d = _twin(layers.max_pool2d_forward, max_pool2d_backward, nondiff_argnums=(1, 2))

@@ -13,8 +13,9 @@ Every factory takes ``ops``: ``jaxnets.layers`` (gradients by autodiff) or
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +23,14 @@ import jax.numpy as jnp
 from jaxnets import layers
 
 __all__ = [
-    "Model", "linear_classifier", "two_layer_net", "fc_net", "digits_cnn",
-    "three_layer_convnet", "convnet", "NORMALIZATIONS",
+    "Model",
+    "linear_classifier",
+    "two_layer_net",
+    "fc_net",
+    "digits_cnn",
+    "three_layer_convnet",
+    "convnet",
+    "NORMALIZATIONS",
 ]
 
 NORMALIZATIONS = (None, "batchnorm", "layernorm")
@@ -50,12 +57,16 @@ def _check_mode(train, key, dropout):
 def _image_shape(input_shape, pools):
     """``(C, H, W)`` of one image, or a clear error for flat features or images too small to pool."""
     if len(input_shape) != 3:
-        raise ValueError(f"a conv net needs images of shape (C, H, W) (NCHW batches), got examples of shape "
-                         f"{tuple(input_shape)}; reshape the data to (N, C, H, W)")
+        raise ValueError(
+            f"a conv net needs images of shape (C, H, W) (NCHW batches), got examples of shape "
+            f"{tuple(input_shape)}; reshape the data to (N, C, H, W)"
+        )
     C, H, W = input_shape
     if min(H, W) < 2**pools:
-        raise ValueError(f"images of {H}x{W} are too small for this net: it halves them {pools} time(s) by 2x2 "
-                         f"pooling and needs H, W >= {2**pools}")
+        raise ValueError(
+            f"images of {H}x{W} are too small for this net: it halves them {pools} time(s) by 2x2 "
+            f"pooling and needs H, W >= {2**pools}"
+        )
     return tuple(input_shape)
 
 
@@ -99,7 +110,9 @@ def _norm(ops, normalization, x, params, state, i, train):
 def _init_affine_stack(key, dims, weight_scale, first=1):
     """``W{i}: (dims[k], dims[k+1])``, zero ``b{i}``, numbered from ``first``."""
     params = {}
-    for k, (fan_in, fan_out), sub in zip(range(len(dims) - 1), zip(dims[:-1], dims[1:]), jax.random.split(key, len(dims) - 1)):
+    for k, (fan_in, fan_out), sub in zip(
+        range(len(dims) - 1), zip(dims[:-1], dims[1:], strict=False), jax.random.split(key, len(dims) - 1), strict=False
+    ):
         params[f"W{first + k}"] = _weight(sub, (fan_in, fan_out), fan_in, weight_scale)
         params[f"b{first + k}"] = jnp.zeros(fan_out, jnp.float32)
     return params
@@ -122,8 +135,9 @@ def linear_classifier(num_classes: int = 10, *, weight_scale: float | None = 1e-
     return Model(init, apply)
 
 
-def two_layer_net(hidden_dim: int = 100, num_classes: int = 10, *, weight_scale: float | None = 1e-2,
-                  ops: ModuleType = layers) -> Model:
+def two_layer_net(
+    hidden_dim: int = 100, num_classes: int = 10, *, weight_scale: float | None = 1e-2, ops: ModuleType = layers
+) -> Model:
     """affine - relu - affine, initialised ``weight_scale * randn`` with zero biases.
 
     >>> model = two_layer_net(5, 3)
@@ -134,8 +148,15 @@ def two_layer_net(hidden_dim: int = 100, num_classes: int = 10, *, weight_scale:
     return fc_net([hidden_dim], num_classes, weight_scale=weight_scale, ops=ops)
 
 
-def fc_net(hidden_dims: Sequence[int], num_classes: int = 10, *, normalization: str | None = None,
-           dropout: float = 0.0, weight_scale: float | None = None, ops: ModuleType = layers) -> Model:
+def fc_net(
+    hidden_dims: Sequence[int],
+    num_classes: int = 10,
+    *,
+    normalization: str | None = None,
+    dropout: float = 0.0,
+    weight_scale: float | None = None,
+    ops: ModuleType = layers,
+) -> Model:
     """``{affine - [norm] - relu - [dropout]} x (L - 1) - affine``.
 
     Args:
@@ -185,8 +206,13 @@ def fc_net(hidden_dims: Sequence[int], num_classes: int = 10, *, normalization: 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 
 
-def digits_cnn(hidden_dims: Sequence[int] = (28, 36), *, activations: Sequence[str] = ("tanh", "relu", "tanh", "relu"),
-               weight_scale: float | None = None, ops: ModuleType = layers) -> Model:
+def digits_cnn(
+    hidden_dims: Sequence[int] = (28, 36),
+    *,
+    activations: Sequence[str] = ("tanh", "relu", "tanh", "relu"),
+    weight_scale: float | None = None,
+    ops: ModuleType = layers,
+) -> Model:
     """The documents' multi-channel CNN for 8x8 digits (0 vs 1), with a different activation per layer.
 
     ``conv 3x3 (2 channels, zero pad 1) - act1 - maxpool 2 - conv 3x3 (4 channels, pad 1) - act2 -
@@ -217,8 +243,10 @@ def digits_cnn(hidden_dims: Sequence[int] = (28, 36), *, activations: Sequence[s
         C, H, W = _image_shape(input_shape, 2)
         k1, k2, k3 = jax.random.split(key, 3)
         params = {
-            "W1": _weight(k1, (2, C, 3, 3), C * 9, weight_scale), "b1": jnp.zeros(2, jnp.float32),
-            "W2": _weight(k2, (4, 2, 3, 3), 2 * 9, weight_scale), "b2": jnp.zeros(4, jnp.float32),
+            "W1": _weight(k1, (2, C, 3, 3), C * 9, weight_scale),
+            "b1": jnp.zeros(2, jnp.float32),
+            "W2": _weight(k2, (4, 2, 3, 3), 2 * 9, weight_scale),
+            "b2": jnp.zeros(4, jnp.float32),
         }
         flat = 4 * (H // 4) * (W // 4)
         params.update(_init_affine_stack(k3, [flat, *hidden_dims, 1], weight_scale, first=3))
@@ -234,8 +262,15 @@ def digits_cnn(hidden_dims: Sequence[int] = (28, 36), *, activations: Sequence[s
     return Model(init, apply)
 
 
-def three_layer_convnet(num_filters: int = 32, filter_size: int = 7, hidden_dim: int = 100, num_classes: int = 10, *,
-                        weight_scale: float | None = None, ops: ModuleType = layers) -> Model:
+def three_layer_convnet(
+    num_filters: int = 32,
+    filter_size: int = 7,
+    hidden_dim: int = 100,
+    num_classes: int = 10,
+    *,
+    weight_scale: float | None = None,
+    ops: ModuleType = layers,
+) -> Model:
     """``conv - relu - 2x2 max pool - affine - relu - affine`` (the course's defaults).
 
     The convolution has stride 1 and zero padding ``(filter_size - 1) // 2``, so it keeps H x W.
@@ -254,7 +289,9 @@ def three_layer_convnet(num_filters: int = 32, filter_size: int = 7, hidden_dim:
             "W1": _weight(k1, (num_filters, C, filter_size, filter_size), C * filter_size**2, weight_scale),
             "b1": jnp.zeros(num_filters, jnp.float32),
         }
-        params.update(_init_affine_stack(k2, [num_filters * (H // 2) * (W // 2), hidden_dim, num_classes], weight_scale, first=2))
+        params.update(
+            _init_affine_stack(k2, [num_filters * (H // 2) * (W // 2), hidden_dim, num_classes], weight_scale, first=2)
+        )
         return params, {}
 
     def apply(params, state, x, *, train=False, key=None):
@@ -268,9 +305,18 @@ def three_layer_convnet(num_filters: int = 32, filter_size: int = 7, hidden_dim:
 POOLS = ("max", "avg")
 
 
-def convnet(channels: Sequence[int] = (32, 64), hidden_dims: Sequence[int] = (256,), num_classes: int = 10, *,
-            normalization: str | None = "batchnorm", pool: str = "max", kernel_size: int = 3, dropout: float = 0.0,
-            weight_scale: float | None = None, ops: ModuleType = layers) -> Model:
+def convnet(
+    channels: Sequence[int] = (32, 64),
+    hidden_dims: Sequence[int] = (256,),
+    num_classes: int = 10,
+    *,
+    normalization: str | None = "batchnorm",
+    pool: str = "max",
+    kernel_size: int = 3,
+    dropout: float = 0.0,
+    weight_scale: float | None = None,
+    ops: ModuleType = layers,
+) -> Model:
     """``{conv KxK (pad K//2) - [spatial batch norm] - relu - 2x2 pool} x len(channels)``, then
     ``{affine - [batch norm] - relu - [dropout]} x len(hidden_dims) - affine``.
 
@@ -297,8 +343,10 @@ def convnet(channels: Sequence[int] = (32, 64), hidden_dims: Sequence[int] = (25
             raise ValueError(f"input height and width must be divisible by 2**{n_conv} for {n_conv} pools, got {H}x{W}")
         keys = jax.random.split(key, n_conv + 1)
         params, state = {}, {}
-        for i, (c_in, c_out) in enumerate(zip([C, *channels[:-1]], channels), start=1):
-            params[f"W{i}"] = _weight(keys[i - 1], (c_out, c_in, kernel_size, kernel_size), c_in * kernel_size**2, weight_scale)
+        for i, (c_in, c_out) in enumerate(zip([C, *channels[:-1]], channels, strict=False), start=1):
+            params[f"W{i}"] = _weight(
+                keys[i - 1], (c_out, c_in, kernel_size, kernel_size), c_in * kernel_size**2, weight_scale
+            )
             params[f"b{i}"] = jnp.zeros(c_out, jnp.float32)
             _init_norm(params, state, i, c_out, normalization)
         flat = channels[-1] * (H // 2**n_conv) * (W // 2**n_conv)

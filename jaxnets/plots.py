@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -94,7 +94,9 @@ def _mosaic(images: np.ndarray, cols: int, pad: int = 1) -> np.ndarray:
         lo, hi = img.min(), img.max()
         img = (img - lo) / (hi - lo) if hi > lo else np.full_like(img, 0.5)
         r, c = divmod(k, cols)
-        canvas[pad + r * (H + pad): pad + r * (H + pad) + H, pad + c * (W + pad): pad + c * (W + pad) + W] = img.transpose(1, 2, 0)
+        canvas[pad + r * (H + pad) : pad + r * (H + pad) + H, pad + c * (W + pad) : pad + c * (W + pad) + W] = (
+            img.transpose(1, 2, 0)
+        )
     return canvas
 
 
@@ -145,9 +147,16 @@ def plot_sweep(learning_rates, regs, val_acc, path: str | os.PathLike, title: st
     ax.set(xlabel="regularization strength", ylabel="learning rate", title=title)
     best = np.unravel_index(np.nanargmax(val_acc), val_acc.shape) if np.isfinite(val_acc).any() else None
     for (i, j), acc in np.ndenumerate(val_acc):
-        ax.text(j, i, f"{acc:.3f}", ha="center", va="center", fontsize=8,
-                color="black" if (i, j) == best or acc > np.nanmean(val_acc) else "white",
-                fontweight="bold" if (i, j) == best else "normal")
+        ax.text(
+            j,
+            i,
+            f"{acc:.3f}",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="black" if (i, j) == best or acc > np.nanmean(val_acc) else "white",
+            fontweight="bold" if (i, j) == best else "normal",
+        )
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     return _save(fig, path)
@@ -172,13 +181,19 @@ def plot_confusion(matrix, path: str | os.PathLike, class_names: Sequence[str] |
     fig = Figure(figsize=(0.55 * C + 2.5, 0.5 * C + 2))
     ax = fig.subplots()
     im = ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(C), names, rotation=45 if max(map(len, names)) > 2 else 0, ha="right" if max(map(len, names)) > 2 else "center")
+    ax.set_xticks(
+        range(C),
+        names,
+        rotation=45 if max(map(len, names)) > 2 else 0,
+        ha="right" if max(map(len, names)) > 2 else "center",
+    )
     ax.set_yticks(range(C), names)
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
     for (i, j), n in np.ndenumerate(matrix):
         if n:
-            ax.text(j, i, str(n), ha="center", va="center", fontsize=8,
-                    color="white" if n > matrix.max() / 2 else "black")
+            ax.text(
+                j, i, str(n), ha="center", va="center", fontsize=8, color="white" if n > matrix.max() / 2 else "black"
+            )
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     return _save(fig, path)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from functools import partial
 from types import ModuleType
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,9 +27,20 @@ from jaxnets.data import validate_images_labels
 from jaxnets.models import Model
 
 __all__ = [
-    "OPTIMIZERS", "LOSSES", "GRADS", "grad_namespaces", "make_optimizer", "loss_fn",
-    "TrainConfig", "TrainState", "init_train_state", "make_epoch_fn", "fit", "predict",
-    "accuracy", "sweep",
+    "OPTIMIZERS",
+    "LOSSES",
+    "GRADS",
+    "grad_namespaces",
+    "make_optimizer",
+    "loss_fn",
+    "TrainConfig",
+    "TrainState",
+    "init_train_state",
+    "make_epoch_fn",
+    "fit",
+    "predict",
+    "accuracy",
+    "sweep",
 ]
 
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
@@ -88,10 +100,14 @@ def _check_config(config: TrainConfig, num_train: int):
 def _num_classes(model: Model, example_shape, dtype) -> int:
     """Classes the model's scores cover: its output width (2 for a single sigmoid output)."""
     try:
-        scores = jax.eval_shape(lambda key: model.apply(*model.init(key, example_shape),
-                                                        jnp.zeros((1, *example_shape), dtype))[0], jax.random.key(0))
+        scores = jax.eval_shape(
+            lambda key: model.apply(*model.init(key, example_shape), jnp.zeros((1, *example_shape), dtype))[0],
+            jax.random.key(0),
+        )
     except (ValueError, TypeError) as e:
-        raise type(e)(f"the model does not accept examples of shape {tuple(example_shape)} and dtype {dtype}: {e}") from None
+        raise type(e)(
+            f"the model does not accept examples of shape {tuple(example_shape)} and dtype {dtype}: {e}"
+        ) from None
     return max(scores.shape[-1], 2)
 
 
@@ -109,7 +125,9 @@ def _check_data(model: Model, data: dict) -> None:
         if part == "val" and np.size(y) == 0:
             continue  # no validation split: model selection falls back to train accuracy
         if part == "val" and np.shape(X)[1:] != X_train.shape[1:]:
-            raise ValueError(f"X_val examples must have the shape of X_train's {X_train.shape[1:]}, got {np.shape(X)[1:]}")
+            raise ValueError(
+                f"X_val examples must have the shape of X_train's {X_train.shape[1:]}, got {np.shape(X)[1:]}"
+            )
         try:
             validate_images_labels(X, y, num_classes=num_classes)
         except (ValueError, TypeError) as e:
@@ -119,17 +137,21 @@ def _check_data(model: Model, data: dict) -> None:
 def _describe_mismatch(name: str, got, expected) -> str | None:
     """Why pytree ``got`` does not match the shapes/dtypes of ``expected`` (None if it does)."""
     if isinstance(expected, dict) and isinstance(got, dict) and set(got) != set(expected):
-        return (f"{name} keys {sorted(got)} do not match the model's {sorted(expected)} "
-                f"(missing {sorted(set(expected) - set(got))}, unexpected {sorted(set(got) - set(expected))})")
+        return (
+            f"{name} keys {sorted(got)} do not match the model's {sorted(expected)} "
+            f"(missing {sorted(set(expected) - set(got))}, unexpected {sorted(set(got) - set(expected))})"
+        )
     if jax.tree_util.tree_structure(got) != jax.tree_util.tree_structure(expected):
-        return f"{name} has structure {jax.tree_util.tree_structure(got)}, expected {jax.tree_util.tree_structure(expected)}"
-    for (path, g), e in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree_util.tree_leaves(expected)):
+        got_structure, expected_structure = jax.tree_util.tree_structure(got), jax.tree_util.tree_structure(expected)
+        return f"{name} has structure {got_structure}, expected {expected_structure}"
+    got_leaves = jax.tree_util.tree_leaves_with_path(got)
+    for (path, g), e in zip(got_leaves, jax.tree_util.tree_leaves(expected), strict=True):
         if np.shape(g) != e.shape:
             return f"{name}{jax.tree_util.keystr(path)} has shape {np.shape(g)}, expected {e.shape}"
     return None
 
 
-def _check_resume(resume: "TrainState", fresh: "TrainState") -> None:
+def _check_resume(resume: TrainState, fresh: TrainState) -> None:
     """A resumed state must have the pytree structure and shapes this model and config produce."""
     for name in ("params", "state", "opt_state", "best_params", "best_state"):
         problem = _describe_mismatch(name, getattr(resume, name), getattr(fresh, name))
@@ -151,8 +173,19 @@ def make_optimizer(name: str, learning_rate, lr_decay=1.0, steps_per_epoch=1) ->
     }[name]()
 
 
-def loss_fn(model: Model, params, state, x, y, *, reg, key=None, loss: str = "softmax",
-            loss_ops: ModuleType = losses, train: bool = True):
+def loss_fn(
+    model: Model,
+    params,
+    state,
+    x,
+    y,
+    *,
+    reg,
+    key=None,
+    loss: str = "softmax",
+    loss_ops: ModuleType = losses,
+    train: bool = True,
+):
     """``data_loss(model(x), y) + 0.5 reg sum W^2``.
 
     Returns:
@@ -214,8 +247,9 @@ def _transpose_where(tree, flags):
     return jax.tree_util.tree_map(lambda a, flag: a.T if flag else a, tree, flags)
 
 
-def make_epoch_fn(model: Model, config: TrainConfig, num_train: int, loss_ops: ModuleType = losses,
-                  batch_sharding=None) -> Callable:
+def make_epoch_fn(
+    model: Model, config: TrainConfig, num_train: int, loss_ops: ModuleType = losses, batch_sharding=None
+) -> Callable:
     """``epoch(params, state, opt_state, hyper, X, y, key) -> (params, state, opt_state, losses)``.
 
     One call runs a whole epoch (``lax.scan`` over its minibatches); ``hyper`` is
@@ -232,8 +266,8 @@ def make_epoch_fn(model: Model, config: TrainConfig, num_train: int, loss_ops: M
         batches = _batch_indices(order_key, num_train, config.batch_size, config.with_replacement)
 
         flags = _carried_transposed(params)
-        carried = lambda tree: _transpose_where(tree, flags)  # noqa: E731
-        carried_opt = lambda opt: optax.tree_utils.tree_map_params(optimizer, _transpose_where, opt, flags)  # noqa: E731
+        carried = lambda tree: _transpose_where(tree, flags)
+        carried_opt = lambda opt: optax.tree_utils.tree_map_params(optimizer, _transpose_where, opt, flags)
 
         def loss_of_carried(params_t, state, xb, yb, step_key):
             # loss_fn with the penalty taken on the carried layout (sum W^2 is the same either way)
@@ -247,7 +281,9 @@ def make_epoch_fn(model: Model, config: TrainConfig, num_train: int, loss_ops: M
             if batch_sharding is not None:
                 xb = jax.lax.with_sharding_constraint(xb, batch_sharding)
                 yb = jax.lax.with_sharding_constraint(yb, batch_sharding)
-            (loss, (state, _)), grads_t = jax.value_and_grad(loss_of_carried, has_aux=True)(params_t, state, xb, yb, step_key)
+            (loss, (state, _)), grads_t = jax.value_and_grad(loss_of_carried, has_aux=True)(
+                params_t, state, xb, yb, step_key
+            )
             updates, opt_state_t = optimizer.update(grads_t, opt_state_t, params_t)
             return (optax.apply_updates(params_t, updates), state, opt_state_t), loss
 
@@ -295,9 +331,17 @@ def _subsample(X, y, n, seed=0):
     return X[idx], y[idx]
 
 
-def fit(model: Model, data: dict, config: TrainConfig = TrainConfig(), *, key, loss_ops: ModuleType = losses,
-        resume: TrainState | None = None, on_epoch: Callable[[TrainState, dict], None] | None = None,
-        devices: int | None = None) -> TrainState:
+def fit(
+    model: Model,
+    data: dict,
+    config: TrainConfig = TrainConfig(),
+    *,
+    key,
+    loss_ops: ModuleType = losses,
+    resume: TrainState | None = None,
+    on_epoch: Callable[[TrainState, dict], None] | None = None,
+    devices: int | None = None,
+) -> TrainState:
     """Train ``model`` on ``data`` (a split dict from ``jaxnets.data``) and keep the best-validation weights.
 
     Args:
@@ -330,7 +374,9 @@ def fit(model: Model, data: dict, config: TrainConfig = TrainConfig(), *, key, l
     epoch_fn = jax.jit(make_epoch_fn(model, config, num_train, loss_ops, mesh_sharding), donate_argnums=(0, 1, 2))
     # The training set lives on the device(s) for the whole run: replicated over the mesh when
     # data-parallel (each device gathers its share of a minibatch locally), else on the default device.
-    replicated = None if mesh_sharding is None else jax.sharding.NamedSharding(mesh_sharding.mesh, jax.sharding.PartitionSpec())
+    replicated = (
+        None if mesh_sharding is None else jax.sharding.NamedSharding(mesh_sharding.mesh, jax.sharding.PartitionSpec())
+    )
     X_dev, y_dev = jax.device_put(np.asarray(X_train), replicated), jax.device_put(np.asarray(y_train), replicated)
     hyper = {"learning_rate": jnp.float32(config.learning_rate), "reg": jnp.float32(config.reg)}
     X_sub, y_sub = _subsample(X_train, y_train, max(len(data["y_val"]), 1000))
@@ -340,8 +386,9 @@ def fit(model: Model, data: dict, config: TrainConfig = TrainConfig(), *, key, l
     since_best = 0
     for epoch in range(ts.epoch, config.epochs):
         start = time.perf_counter()
-        params, state, opt_state, epoch_losses = epoch_fn(params, state, opt_state, hyper, X_dev, y_dev,
-                                                          jax.random.fold_in(key, epoch + 1))
+        params, state, opt_state, epoch_losses = epoch_fn(
+            params, state, opt_state, hyper, X_dev, y_dev, jax.random.fold_in(key, epoch + 1)
+        )
         epoch_losses = np.asarray(epoch_losses)
         record = {"epoch": epoch + 1, "steps": steps, "loss": float(epoch_losses[-1])}
         bad = np.flatnonzero(~np.isfinite(epoch_losses))
@@ -352,7 +399,9 @@ def fit(model: Model, data: dict, config: TrainConfig = TrainConfig(), *, key, l
             )
             break
         record["train_acc"] = accuracy(model, params, state, X_sub, y_sub, batch_size=config.eval_batch_size)
-        record["val_acc"] = accuracy(model, params, state, data["X_val"], data["y_val"], batch_size=config.eval_batch_size)
+        record["val_acc"] = accuracy(
+            model, params, state, data["X_val"], data["y_val"], batch_size=config.eval_batch_size
+        )
         record["time"] = time.perf_counter() - start
         history["loss"].extend(epoch_losses.tolist())
         history["train_acc"].append(record["train_acc"])
@@ -382,13 +431,23 @@ def _data_parallel(devices, batch_size):
     if not isinstance(devices, int) or devices < 1 or devices > len(available):
         raise ValueError(f"devices must be between 1 and the {len(available)} available device(s), got {devices!r}")
     if batch_size % devices:
-        raise ValueError(f"batch_size={batch_size} must be divisible by devices={devices} to split each minibatch evenly")
+        raise ValueError(
+            f"batch_size={batch_size} must be divisible by devices={devices} to split each minibatch evenly"
+        )
     mesh = jax.sharding.Mesh(np.array(available[:devices]), ("batch",))
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
 
 
-def sweep(model: Model, data: dict, learning_rates, regs, config: TrainConfig = TrainConfig(), *, key,
-          loss_ops: ModuleType = losses) -> dict:
+def sweep(
+    model: Model,
+    data: dict,
+    learning_rates,
+    regs,
+    config: TrainConfig = TrainConfig(),
+    *,
+    key,
+    loss_ops: ModuleType = losses,
+) -> dict:
     """Train every (learning rate, reg) pair at once: one compiled program, ``vmap`` over the pairs.
 
     All configurations share the initial weights and the minibatch order (one key), as a
@@ -405,15 +464,17 @@ def sweep(model: Model, data: dict, learning_rates, regs, config: TrainConfig = 
     _check_config(config, num_train)
     if np.size(learning_rates) == 0 or np.size(regs) == 0:
         raise ValueError(f"sweep needs at least one learning rate and one reg, got {learning_rates!r} and {regs!r}")
-    lr_grid, reg_grid = (a.reshape(-1) for a in np.meshgrid(np.asarray(learning_rates, np.float32),
-                                                           np.asarray(regs, np.float32), indexing="ij"))
+    lr_grid, reg_grid = (
+        a.reshape(-1)
+        for a in np.meshgrid(np.asarray(learning_rates, np.float32), np.asarray(regs, np.float32), indexing="ij")
+    )
     for lr in lr_grid:
         _check_config(config._replace(learning_rate=float(lr)), num_train)
     steps = max(num_train // config.batch_size, 1)
     params, state = model.init(jax.random.fold_in(key, 0), X_train.shape[1:])
     opt_state = make_optimizer(config.optimizer, config.learning_rate, config.lr_decay, steps).init(params)
     n = len(lr_grid)
-    stack = lambda tree: jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n, *jnp.shape(a))), tree)  # noqa: E731
+    stack = lambda tree: jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n, *jnp.shape(a))), tree)
     params, state, opt_state = stack(params), stack(state), stack(opt_state)
     hyper = {"learning_rate": jnp.asarray(lr_grid), "reg": jnp.asarray(reg_grid)}
 
@@ -429,8 +490,17 @@ def sweep(model: Model, data: dict, learning_rates, regs, config: TrainConfig = 
     X_sub, y_sub = _subsample(X_train, y_train, max(len(data["y_val"]), 1000))
     start = time.perf_counter()
     for epoch in range(config.epochs):
-        params, state, opt_state, _ = vmapped(params, state, opt_state, hyper, X_dev, y_dev, jax.random.fold_in(key, epoch + 1))
+        params, state, opt_state, _ = vmapped(
+            params, state, opt_state, hyper, X_dev, y_dev, jax.random.fold_in(key, epoch + 1)
+        )
     train_acc = np.asarray(evaluate(params, state, jnp.asarray(X_sub), jnp.asarray(y_sub)))
     val_acc = np.asarray(evaluate(params, state, jnp.asarray(data["X_val"]), jnp.asarray(data["y_val"])))
-    return {"learning_rate": lr_grid, "reg": reg_grid, "train_acc": train_acc, "val_acc": val_acc,
-            "params": params, "state": state, "time": time.perf_counter() - start}
+    return {
+        "learning_rate": lr_grid,
+        "reg": reg_grid,
+        "train_acc": train_acc,
+        "val_acc": val_acc,
+        "params": params,
+        "state": state,
+        "time": time.perf_counter() - start,
+    }

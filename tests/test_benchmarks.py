@@ -20,8 +20,14 @@ EXPECTED = {
     "W1": ["numpy", "torch", "jaxnets-auto", "jaxnets-manual"],
     "W2": ["numpy", "torch", "jaxnets-auto", "jaxnets-manual"],
     "W3": ["numpy", "torch", "jaxnets-auto", "jaxnets-manual"],
-    "W4": ["jaxnets-sweep-auto", "jaxnets-seq-auto", "jaxnets-sweep-manual", "jaxnets-seq-manual",
-           "jaxnets-train.sweep", "jaxnets-train.fit-seq"],
+    "W4": [
+        "jaxnets-sweep-auto",
+        "jaxnets-seq-auto",
+        "jaxnets-sweep-manual",
+        "jaxnets-seq-manual",
+        "jaxnets-train.sweep",
+        "jaxnets-train.fit-seq",
+    ],
     "W4b": ["jaxnets-sweep-auto", "jaxnets-seq-auto", "jaxnets-sweep-manual", "jaxnets-seq-manual"],
 }
 
@@ -34,8 +40,9 @@ def _positive_finite(x):
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "quick.json"
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(RUN), "--quick", "--json", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     elapsed = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text()), proc.stdout, elapsed

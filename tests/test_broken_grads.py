@@ -23,8 +23,10 @@ def _pool_vjp(ops, x, dout):
 
 def _input_and_dout(rng):
     """Random x (3, 2, 8, 8) and dout (3, 2, 4, 4); one shape for every test, so one compile each."""
-    return (jnp.asarray(rng.standard_normal((3, 2, 8, 8)), jnp.float32),
-            jnp.asarray(rng.standard_normal((3, 2, 4, 4)), jnp.float32))
+    return (
+        jnp.asarray(rng.standard_normal((3, 2, 8, 8)), jnp.float32),
+        jnp.asarray(rng.standard_normal((3, 2, 4, 4)), jnp.float32),
+    )
 
 
 def test_forward_is_the_true_forward(rng):
@@ -74,16 +76,34 @@ def test_namespace_is_manual_grads_name_for_name():
     for name in manual_grads.__all__:
         same = getattr(broken_grads, name) is getattr(manual_grads, name)
         assert same == (name not in replaced), name
-    for name in ("affine", "conv2d", "relu", "tanh", "sigmoid", "max_pool2d", "avg_pool2d", "batchnorm",
-                 "spatial_batchnorm", "layernorm", "batchnorm_inference", "update_running_stats", "dropout",
-                 "squared_error", "softmax_loss", "l2_penalty"):
+    for name in (
+        "affine",
+        "conv2d",
+        "relu",
+        "tanh",
+        "sigmoid",
+        "max_pool2d",
+        "avg_pool2d",
+        "batchnorm",
+        "spatial_batchnorm",
+        "layernorm",
+        "batchnorm_inference",
+        "update_running_stats",
+        "dropout",
+        "squared_error",
+        "softmax_loss",
+        "l2_penalty",
+    ):
         assert callable(getattr(broken_grads, name)), name
 
 
 def test_digits_cnn_trains_with_broken_grads():
     """Only the conv layers (upstream of the pools) see the wrong gradient; a few SGD steps train."""
     # The example's quick hidden sizes: the initialisers' compiles are shared with its test.
-    true_model, broken_model = models.digits_cnn((18, 20), ops=manual_grads), models.digits_cnn((18, 20), ops=broken_grads)
+    true_model, broken_model = (
+        models.digits_cnn((18, 20), ops=manual_grads),
+        models.digits_cnn((18, 20), ops=broken_grads),
+    )
     params, state = broken_model.init(jax.random.key(0), (1, 8, 8))
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.uniform(size=(16, 1, 8, 8)), jnp.float32)

@@ -23,14 +23,20 @@ def _trained_state():
     """A state whose every part differs from a fresh one (params, running stats, adam moments, history)."""
     model = models.fc_net([5], 3, normalization="batchnorm")
     rng = np.random.default_rng(0)
-    split = {"X_train": rng.standard_normal((30, 4)).astype(np.float32), "y_train": rng.integers(0, 3, 30).astype(np.int32),
-             "X_val": rng.standard_normal((10, 4)).astype(np.float32), "y_val": rng.integers(0, 3, 10).astype(np.int32)}
+    split = {
+        "X_train": rng.standard_normal((30, 4)).astype(np.float32),
+        "y_train": rng.integers(0, 3, 30).astype(np.int32),
+        "X_val": rng.standard_normal((10, 4)).astype(np.float32),
+        "y_val": rng.integers(0, 3, 10).astype(np.int32),
+    }
     return train.fit(model, split, CONFIG._replace(epochs=2), key=jax.random.key(1))
 
 
 def _leaves_equal(a, b):
     la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-    return len(la) == len(lb) and all(np.array_equal(x, y) and np.asarray(x).dtype == np.asarray(y).dtype for x, y in zip(la, lb))
+    return len(la) == len(lb) and all(
+        np.array_equal(x, y) and np.asarray(x).dtype == np.asarray(y).dtype for x, y in zip(la, lb, strict=False)
+    )
 
 
 def test_round_trip_restores_every_part(tmp_path):
@@ -50,13 +56,23 @@ def test_round_trip_restores_every_part(tmp_path):
 def test_resumed_fit_from_a_checkpoint_matches_an_uninterrupted_one(tmp_path):
     model = models.fc_net([5], 3, dropout=0.3)
     rng = np.random.default_rng(0)
-    split = {"X_train": rng.standard_normal((30, 4)).astype(np.float32), "y_train": rng.integers(0, 3, 30).astype(np.int32),
-             "X_val": rng.standard_normal((10, 4)).astype(np.float32), "y_val": rng.integers(0, 3, 10).astype(np.int32)}
+    split = {
+        "X_train": rng.standard_normal((30, 4)).astype(np.float32),
+        "y_train": rng.integers(0, 3, 30).astype(np.int32),
+        "X_val": rng.standard_normal((10, 4)).astype(np.float32),
+        "y_val": rng.integers(0, 3, 10).astype(np.int32),
+    }
     key = jax.random.key(2)
     saved = []
-    full = train.fit(model, split, CONFIG._replace(epochs=4), key=key,
-                     on_epoch=lambda ts, rec: saved.append(checkpoints.save_checkpoint(
-                         tmp_path / f"e{rec['epoch']}.npz", ts, model_name="m", model_config={})))
+    full = train.fit(
+        model,
+        split,
+        CONFIG._replace(epochs=4),
+        key=key,
+        on_epoch=lambda ts, rec: saved.append(
+            checkpoints.save_checkpoint(tmp_path / f"e{rec['epoch']}.npz", ts, model_name="m", model_config={})
+        ),
+    )
     template = train.init_train_state(model, jax.random.fold_in(key, 0), (4,), CONFIG, 3)
     half, _ = checkpoints.load_checkpoint(saved[1], template, model_name="m", model_config={})
     resumed = train.fit(model, split, CONFIG._replace(epochs=4), key=key, resume=half)
@@ -69,8 +85,11 @@ def test_newer_format_version_is_refused(tmp_path, monkeypatch):
     path = checkpoints.save_checkpoint(tmp_path / "c.npz", _state(), **IDENTITY)
     monkeypatch.undo()
     newer = checkpoints.FORMAT_VERSION + 1
-    with pytest.raises(ValueError, match=rf"format version {newer} is newer than this jaxnets supports "
-                                         rf"\({checkpoints.FORMAT_VERSION}\); upgrade jaxnets"):
+    with pytest.raises(
+        ValueError,
+        match=rf"format version {newer} is newer than this jaxnets supports "
+        rf"\({checkpoints.FORMAT_VERSION}\); upgrade jaxnets",
+    ):
         checkpoints.load_checkpoint(path, _state(), **IDENTITY)
 
 
@@ -79,9 +98,13 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"c.npz: checkpoint is from model 'fc', not 'convnet'"):
         checkpoints.load_checkpoint(path, _state(), model_name="convnet", model_config=IDENTITY["model_config"])
     with pytest.raises(ValueError, match=r"configured as .*'hidden': \[5\].*not .*'hidden': \[7\]"):
-        checkpoints.load_checkpoint(path, _state(), model_name="fc", model_config={**IDENTITY["model_config"], "hidden": [7]})
+        checkpoints.load_checkpoint(
+            path, _state(), model_name="fc", model_config={**IDENTITY["model_config"], "hidden": [7]}
+        )
     # without the identity, the leaf shapes still catch it
-    with pytest.raises(ValueError, match=r"params\['W1'\] is float32\[4, 5\] in the checkpoint but the model needs float32\[4, 7\]"):
+    with pytest.raises(
+        ValueError, match=r"params\['W1'\] is float32\[4, 5\] in the checkpoint but the model needs float32\[4, 7\]"
+    ):
         checkpoints.load_checkpoint(path, _state(model=models.fc_net([7], 3, normalization="batchnorm")))
     with pytest.raises(ValueError, match="has no array .*different model or optimizer"):
         checkpoints.load_checkpoint(path, _state(optimizer="momentum"))  # no adam moments for 'mu'? other layout
@@ -93,8 +116,12 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
 def test_corrupt_file_gives_a_clear_error_naming_it(tmp_path, damage):
     path = checkpoints.save_checkpoint(tmp_path / "c.npz", _state(), **IDENTITY)
     data = path.read_bytes()
-    damaged = {"truncate": data[: len(data) // 2], "garbage": b"not a checkpoint" * 10, "empty": b"",
-               "flip": data[:200] + bytes(b ^ 0xFF for b in data[200:260]) + data[260:]}[damage]
+    damaged = {
+        "truncate": data[: len(data) // 2],
+        "garbage": b"not a checkpoint" * 10,
+        "empty": b"",
+        "flip": data[:200] + bytes(b ^ 0xFF for b in data[200:260]) + data[260:],
+    }[damage]
     path.write_bytes(damaged)
     with pytest.raises(ValueError, match=rf"{path}: not a readable jaxnets checkpoint .*truncated or corrupt"):
         checkpoints.load_checkpoint(path, _state(), **IDENTITY)

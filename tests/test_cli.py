@@ -24,8 +24,11 @@ TINY = ["--model", "fc", "--hidden", "32", "--epochs", "2", "--batch-size", "50"
 def compilation_cache(tmp_path_factory):
     """Share compiled programs between this file's subprocesses (most runs compile the same
     epoch): a persistent XLA cache in a temporary directory, for the child processes only."""
-    env = {"JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("xla-cache")),
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    env = {
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("xla-cache")),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
     with pytest.MonkeyPatch.context() as mp:
         for name, value in env.items():
             mp.setenv(name, value)
@@ -34,8 +37,9 @@ def compilation_cache(tmp_path_factory):
 
 def jaxnets(*args, cwd=None, timeout=300):
     """Run ``python -m jaxnets ARGS`` and return the CompletedProcess (text output)."""
-    return subprocess.run([sys.executable, "-m", "jaxnets", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "jaxnets", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def snapshot(directory: Path) -> dict:
@@ -70,7 +74,12 @@ def test_train_writes_the_run_files(run):
     metrics = json.loads((out / "metrics.json").read_text())
     assert result.stdout.splitlines()[-1] == f"test accuracy: {metrics['test_accuracy']:.6f}"
     epoch_lines = [line for line in result.stdout.splitlines() if line.startswith("epoch")]
-    assert len(epoch_lines) == 2 and "loss" in epoch_lines[0] and "train acc" in epoch_lines[0] and "val acc" in epoch_lines[0]
+    assert (
+        len(epoch_lines) == 2
+        and "loss" in epoch_lines[0]
+        and "train acc" in epoch_lines[0]
+        and "val acc" in epoch_lines[0]
+    )
     assert "50/50" in result.stderr  # the tqdm bar, advanced by whole epochs (25 steps each)
     assert 0.6 < metrics["test_accuracy"] <= 1 and 0.6 < metrics["val_accuracy"] <= 1
     assert metrics["val_accuracy"] == max(metrics["history"]["val_acc"])
@@ -116,8 +125,11 @@ def test_resume_continues_the_history(run, tmp_path):
 def test_kill_and_resume_replays_the_uninterrupted_run(tmp_path):
     args = [a for a in TINY if a not in ("--epochs", "2")] + ["--quiet"]  # TINY's compiled epoch: cached
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "jaxnets", "train", *args, "--epochs", "100000", "--out", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxnets", "train", *args, "--epochs", "100000", "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     ckpt, epoch = killed / "checkpoint.npz", 0
     try:
         deadline = time.monotonic() + 240
@@ -162,14 +174,16 @@ def test_evaluate_reports_the_runs_test_accuracy(run, tmp_path):
 
 def test_sweep_ranks_the_grid_and_writes_its_files(tmp_path):
     out = tmp_path / "sweep"
-    result = jaxnets("sweep", "--model", "linear-softmax", "--lr", "log:0.01:1:3", "--reg", "0,1e-3",
-                     "--epochs", "2", "--out", out)
+    result = jaxnets(
+        "sweep", "--model", "linear-softmax", "--lr", "log:0.01:1:3", "--reg", "0,1e-3", "--epochs", "2", "--out", out
+    )
     assert result.returncode == 0, result.stderr
     pattern = r"^lr (\S+) reg (\S+) train accuracy: (\S+) val accuracy: (\S+)$"
     rows = [tuple(map(float, m.groups())) for line in result.stdout.splitlines() if (m := re.match(pattern, line))]
     assert [(lr, reg) for lr, reg, *_ in rows] == [(lr, reg) for lr in (0.01, 0.1, 1.0) for reg in (0.0, 1e-3)]
-    assert re.search(r"^lr 1\.000000e-02 reg 0\.000000e\+00 train accuracy: \d\.\d{6} val accuracy: \d\.\d{6}$",
-                     result.stdout, re.M)
+    assert re.search(
+        r"^lr 1\.000000e-02 reg 0\.000000e\+00 train accuracy: \d\.\d{6} val accuracy: \d\.\d{6}$", result.stdout, re.M
+    )
     record = json.loads((out / "sweep.json").read_text())
     assert len(record["results"]) == 6
     best = max(record["results"], key=lambda r: r["val_accuracy"])
@@ -212,14 +226,20 @@ def other_checkpoint(tmp_path_factory):
     """A valid checkpoint of another model (linear-softmax), written in-process."""
     path = tmp_path_factory.mktemp("other") / "checkpoint.npz"
     ts = train.init_train_state(models.linear_classifier(10), jax.random.key(0), (1, 8, 8), train.TrainConfig(), 6)
-    return checkpoints.save_checkpoint(path, ts, model_name="linear-softmax", model_config={"num_classes": 10, "loss": "softmax"})
+    return checkpoints.save_checkpoint(
+        path, ts, model_name="linear-softmax", model_config={"num_classes": 10, "loss": "softmax"}
+    )
 
 
 # (arguments, the error it must give). Marked "subprocess" ones run as real processes (the data
 # has to be loaded, or to show the real process prints one line); the others fail before any data
 # or compilation, so they run in-process through ``cli.main`` (the same code, milliseconds each).
 BAD = [
-    (["train", "--model", "resnet"], r"argument --model: invalid choice: 'resnet' \(choose from .*linear-svm", "subprocess"),
+    (
+        ["train", "--model", "resnet"],
+        r"argument --model: invalid choice: 'resnet' \(choose from .*linear-svm",
+        "subprocess",
+    ),
     (["train", "--data", "mnist"], r"argument --data: invalid choice: 'mnist' \(choose from .*digits", ""),
     (["train", "--epochs", "0"], r"argument --epochs: must be a positive integer, got '0'", ""),
     (["train", "--epochs", "-2"], r"argument --epochs: must be a positive integer, got '-2'", ""),
@@ -227,23 +247,53 @@ BAD = [
     (["train", "--lr", "-0.1"], r"argument --lr: must be a positive number, got '-0.1'", ""),
     (["train", "--lr", "0"], r"argument --lr: must be a positive number, got '0'", ""),
     (["train", "--optimizer", "adagrad"], r"argument --optimizer: invalid choice: 'adagrad' \(choose from .*adam", ""),
-    (["train", "--batch-size", "5000", "--out", "{new}"], r"--batch-size 5000 is larger than the training set \(1258 "
-                                                          r"examples of digits\); use --batch-size <= 1258", "subprocess"),
+    (
+        ["train", "--batch-size", "5000", "--out", "{new}"],
+        r"--batch-size 5000 is larger than the training set \(1258 "
+        r"examples of digits\); use --batch-size <= 1258",
+        "subprocess",
+    ),
     (["train", "--data", "fashion-mnist", "--data-dir", "{missing}"], r"--data-dir .*missing: no such directory", ""),
-    (["train", "--model", "digits-cnn"], r"digits-cnn is the documents' binary 0-vs-1 net .*use it with --data digits-01", ""),
+    (
+        ["train", "--model", "digits-cnn"],
+        r"digits-cnn is the documents' binary 0-vs-1 net .*use it with --data digits-01",
+        "",
+    ),
     (["train", "--channels", "8"], r"--channels does not apply to --model fc", ""),
     (["train", "--devices", "64"], r"--devices 64: only \d+ device\(s\) available", ""),
-    (["train", "--out", "{run}"], r"--out .*tiny already holds a run \(config.json\); pass --resume to continue it", ""),
-    (["train", "--resume", "--out", "{run}", "--lr", "0.5"], r"--lr 0.5 conflicts with the saved run's lr=0.01 in "
-                                                             r".*config.json; drop it to resume", ""),
+    (
+        ["train", "--out", "{run}"],
+        r"--out .*tiny already holds a run \(config.json\); pass --resume to continue it",
+        "",
+    ),
+    (
+        ["train", "--resume", "--out", "{run}", "--lr", "0.5"],
+        r"--lr 0.5 conflicts with the saved run's lr=0.01 in "
+        r".*config.json; drop it to resume",
+        "",
+    ),
     (["train", "--resume", "--out", "{new}"], r"--resume: .* holds no run \(no config.json\)", ""),
     (["train", "--resume", "--out", "{run}", "--epochs", "2"], r"already has 2 epochs; pass --epochs N with N > 2", ""),
-    (["evaluate", "--checkpoint", "{truncated}/checkpoint.npz"],
-     r"checkpoint.npz: not a readable jaxnets checkpoint .*truncated or corrupt", "subprocess"),
-    (["train", "--resume", "--out", "{truncated}", "--epochs", "3"], r"not a readable jaxnets checkpoint .*truncated or corrupt", ""),
-    (["evaluate", "--checkpoint", "{other}"], r"checkpoint.npz: checkpoint is from model 'linear-softmax', not 'fc'", ""),
-    (["train", "--resume", "--out", "{other}", "--epochs", "3"], r"checkpoint is from model 'linear-softmax', not 'fc'",
-     "subprocess"),
+    (
+        ["evaluate", "--checkpoint", "{truncated}/checkpoint.npz"],
+        r"checkpoint.npz: not a readable jaxnets checkpoint .*truncated or corrupt",
+        "subprocess",
+    ),
+    (
+        ["train", "--resume", "--out", "{truncated}", "--epochs", "3"],
+        r"not a readable jaxnets checkpoint .*truncated or corrupt",
+        "",
+    ),
+    (
+        ["evaluate", "--checkpoint", "{other}"],
+        r"checkpoint.npz: checkpoint is from model 'linear-softmax', not 'fc'",
+        "",
+    ),
+    (
+        ["train", "--resume", "--out", "{other}", "--epochs", "3"],
+        r"checkpoint is from model 'linear-softmax', not 'fc'",
+        "subprocess",
+    ),
     (["evaluate", "--checkpoint", "{missing}"], r"--checkpoint .*missing: no such file", ""),
     (["sweep", "--lr", "log:0:1:3"], r"--lr: expected a comma-separated list like 1e-3,1e-2 or log:START:STOP:N", ""),
     (["gradcheck", "--model", "resnet"], r"argument --model: invalid choice: 'resnet'", ""),
@@ -252,8 +302,9 @@ BAD = [
 
 
 @pytest.mark.parametrize("args, message, how", BAD, ids=[" ".join(a)[:60] or "no-command" for a, _, _ in BAD])
-def test_bad_input_is_one_line_exit_2_and_touches_nothing(args, message, how, run, other_checkpoint, tmp_path,
-                                                        capsys, monkeypatch):
+def test_bad_input_is_one_line_exit_2_and_touches_nothing(
+    args, message, how, run, other_checkpoint, tmp_path, capsys, monkeypatch
+):
     out, _ = run
     broken = {}
     for name, checkpoint in (("truncated", None), ("other", other_checkpoint)):
@@ -288,7 +339,27 @@ def test_bad_input_is_one_line_exit_2_and_touches_nothing(args, message, how, ru
 def test_help_reads_well():
     result = jaxnets("train", "--help")
     assert result.returncode == 0
-    for flag in ("--model", "--data", "--data-dir", "--hidden", "--normalization", "--dropout", "--optimizer", "--lr",
-                 "--lr-decay", "--reg", "--epochs", "--batch-size", "--patience", "--grads", "--seed", "--out",
-                 "--resume", "--quiet", "--devices", "--channels", "--with-replacement"):
+    for flag in (
+        "--model",
+        "--data",
+        "--data-dir",
+        "--hidden",
+        "--normalization",
+        "--dropout",
+        "--optimizer",
+        "--lr",
+        "--lr-decay",
+        "--reg",
+        "--epochs",
+        "--batch-size",
+        "--patience",
+        "--grads",
+        "--seed",
+        "--out",
+        "--resume",
+        "--quiet",
+        "--devices",
+        "--channels",
+        "--with-replacement",
+    ):
         assert flag in result.stdout, flag

@@ -147,7 +147,7 @@ class TestDigits:
         s = data.load_digits(seed=3)
         X = np.concatenate([s["X_train"], s["X_val"], s["X_test"]]).reshape(-1, 64)
         # same multiset of images (rows), no row used twice
-        key = lambda a: np.array(sorted(map(bytes, (a * 16).astype(np.uint8))))  # noqa: E731
+        key = lambda a: np.array(sorted(map(bytes, (a * 16).astype(np.uint8))))
         np.testing.assert_array_equal(key(X), key(ref))
 
     def test_stratified(self):
@@ -219,6 +219,7 @@ class TestFashionSynthetic:
         c = data.load_fashion_mnist(tmp_path, val_size=10, seed=1)
         np.testing.assert_array_equal(a["X_val"], b["X_val"])
         assert not np.array_equal(a["X_val"], c["X_val"])
+
         # train and val partition the 40 training images
         def rows(X):
             return {bytes(r) for r in (X * 255).round().astype(np.uint8).reshape(len(X), -1)}
@@ -371,9 +372,7 @@ class TestCifar:
         mean = img[:30].mean(axis=0)
         np.testing.assert_allclose(s["X_train"], img[:30] - mean, atol=1e-3)
         np.testing.assert_allclose(s["X_val"], img[30:40] - mean, atol=1e-3)
-        np.testing.assert_allclose(
-            s["X_test"], x_te[:5].reshape(-1, 3, 32, 32) - mean, atol=1e-3
-        )
+        np.testing.assert_allclose(s["X_test"], x_te[:5].reshape(-1, 3, 32, 32) - mean, atol=1e-3)
         np.testing.assert_array_equal(s["y_train"], y_tr[:30])
         np.testing.assert_array_equal(s["y_val"], y_tr[30:40])
         np.testing.assert_array_equal(s["y_test"], y_te[:5])

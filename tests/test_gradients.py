@@ -73,8 +73,9 @@ def test_twins_work_under_vmap_of_grad(x64, rng):
         return jnp.sum(ops.batchnorm_inference(out, jnp.ones(3), b, b, jnp.ones(3)) ** 2)
 
     def per_example_grads(ops):
-        return jax.jit(jax.vmap(jax.grad(per_example_loss, argnums=1), in_axes=(None, None, 0)),
-                       static_argnums=0)(ops, w, x)
+        return jax.jit(jax.vmap(jax.grad(per_example_loss, argnums=1), in_axes=(None, None, 0)), static_argnums=0)(
+            ops, w, x
+        )
 
     assert rel_error(per_example_grads(manual_grads), per_example_grads(layers)) < 1e-10
 
@@ -82,8 +83,10 @@ def test_twins_work_under_vmap_of_grad(x64, rng):
 def test_two_layer_net_loss_and_grads(x64, rng):
     N, D, H, C = 5, 7, 6, 4
     params = {
-        "W1": jnp.asarray(rng.standard_normal((D, H))), "b1": jnp.asarray(rng.standard_normal(H)),
-        "W2": jnp.asarray(rng.standard_normal((H, C))), "b2": jnp.asarray(rng.standard_normal(C)),
+        "W1": jnp.asarray(rng.standard_normal((D, H))),
+        "b1": jnp.asarray(rng.standard_normal(H)),
+        "W2": jnp.asarray(rng.standard_normal((H, C))),
+        "b2": jnp.asarray(rng.standard_normal(C)),
     }
     X = jnp.asarray(rng.standard_normal((N, D)))
     y = jnp.asarray(rng.integers(0, C, N))
@@ -120,9 +123,11 @@ def test_max_pool_ties_go_to_the_first_maximum_in_autodiff_and_manual_alike(x64,
 
 
 def test_numeric_grad_of_order_two_matches_the_course_formula(x64):
-    f = lambda x: jnp.sum(jnp.sin(x) * x)  # noqa: E731
+    f = lambda x: jnp.sum(jnp.sin(x) * x)
     x = jnp.linspace(-1.0, 1.0, 6)  # no point at 0, where the exact gradient is 0
     expected = jnp.cos(x) * x + jnp.sin(x)
     assert rel_error(gradcheck.numeric_grad(f, x, order=2), expected) < 1e-8
     assert rel_error(gradcheck.numeric_grad(f, x), expected) < 1e-10
-    assert rel_error(gradcheck.numeric_grad(f, x, order=2), expected) > rel_error(gradcheck.numeric_grad(f, x), expected)
+    assert rel_error(gradcheck.numeric_grad(f, x, order=2), expected) > rel_error(
+        gradcheck.numeric_grad(f, x), expected
+    )

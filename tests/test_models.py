@@ -15,12 +15,24 @@ MODELS = {
     "linear_softmax": (lambda ops: models.linear_classifier(4, ops=ops), (2, 3), "softmax"),
     "two_layer": (lambda ops: models.two_layer_net(7, 4, weight_scale=0.5, ops=ops), (6,), "softmax"),
     "fc": (lambda ops: models.fc_net([6, 5], 4, ops=ops), (6,), "softmax"),
-    "fc_batchnorm_dropout": (lambda ops: models.fc_net([6, 5], 4, normalization="batchnorm", dropout=0.3, ops=ops), (6,), "softmax"),
-    "fc_layernorm_dropout": (lambda ops: models.fc_net([6, 5], 4, normalization="layernorm", dropout=0.3, ops=ops), (6,), "softmax"),
+    "fc_batchnorm_dropout": (
+        lambda ops: models.fc_net([6, 5], 4, normalization="batchnorm", dropout=0.3, ops=ops),
+        (6,),
+        "softmax",
+    ),
+    "fc_layernorm_dropout": (
+        lambda ops: models.fc_net([6, 5], 4, normalization="layernorm", dropout=0.3, ops=ops),
+        (6,),
+        "softmax",
+    ),
     "digits_cnn": (lambda ops: models.digits_cnn((5, 6), ops=ops), (1, 8, 8), "squared_error"),
     "three_layer_convnet": (lambda ops: models.three_layer_convnet(3, 3, 6, 4, ops=ops), (2, 6, 6), "softmax"),
     "convnet_batchnorm": (lambda ops: models.convnet((3, 4), (5,), 4, dropout=0.2, ops=ops), (2, 8, 8), "softmax"),
-    "convnet_avgpool": (lambda ops: models.convnet((3,), (), 4, normalization=None, pool="avg", ops=ops), (1, 4, 4), "softmax"),
+    "convnet_avgpool": (
+        lambda ops: models.convnet((3,), (), 4, normalization=None, pool="avg", ops=ops),
+        (1, 4, 4),
+        "softmax",
+    ),
 }
 
 
@@ -55,7 +67,7 @@ def test_whole_model_manual_matches_autodiff(name, x64, rng):
     key = jax.random.key(3)  # the same dropout masks on both sides
 
     def grads(model, loss_ops):
-        f = lambda p: train.loss_fn(model, p, state, x, y, reg=0.1, key=key, loss=loss, loss_ops=loss_ops)[0]  # noqa: E731
+        f = lambda p: train.loss_fn(model, p, state, x, y, reg=0.1, key=key, loss=loss, loss_ops=loss_ops)[0]
         return jax.jit(jax.value_and_grad(f))(params)
 
     (auto_loss, auto_grads), (manual_loss, manual_grads_) = grads(auto_model, losses), grads(manual_model, manual_grads)
@@ -64,14 +76,19 @@ def test_whole_model_manual_matches_autodiff(name, x64, rng):
     assert_grads_agree(auto_grads, manual_grads_, 1e-10)
 
 
-@pytest.mark.parametrize("name, h", [("two_layer", 1e-5), ("fc_batchnorm_dropout", 1e-5), ("three_layer_convnet", 1e-4)])
+@pytest.mark.parametrize(
+    "name, h", [("two_layer", 1e-5), ("fc_batchnorm_dropout", 1e-5), ("three_layer_convnet", 1e-4)]
+)
 def test_whole_model_manual_matches_numeric(name, h, x64, rng):
     factory, input_shape, loss = MODELS[name]
     model = factory(manual_grads)
     params, state = model.init(jax.random.key(1), input_shape)
     params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
     x, y = _batch(rng, input_shape, loss, n=4)
-    f = lambda p: train.loss_fn(model, p, state, x, y, reg=0.1, key=jax.random.key(3), loss=loss, loss_ops=manual_grads)[0]  # noqa: E731
+
+    def f(p):
+        return train.loss_fn(model, p, state, x, y, reg=0.1, key=jax.random.key(3), loss=loss, loss_ops=manual_grads)[0]
+
     # Smaller steps than for single layers: a whole net's relu inputs are harder to keep 2h
     # away from the kink (chosen per net: the smallest step whose rounding noise ~eps |f| / h
     # stays under the bar). Numeric zeros carry that noise, so they compare absolutely.
@@ -117,7 +134,7 @@ def test_dropout_under_vmap_over_keys_matches_one_key_at_a_time(key):
     keys = jax.random.split(key, 3)
     x = jnp.ones((4, 50))
     batched = jax.jit(jax.vmap(lambda k: layers.dropout_forward(x, k, 0.5)[1]))(keys)
-    for k, mask in zip(keys, batched):
+    for k, mask in zip(keys, batched, strict=False):
         np.testing.assert_array_equal(mask, layers.dropout_forward(x, k, 0.5)[1])
     assert not np.array_equal(batched[0], batched[1])
 
@@ -143,9 +160,10 @@ def test_compiled_epoch_matches_a_step_by_step_loop(x64, key):
         order_key, dropout_key = jax.random.split(jax.random.key(10 + e))
         batches = jax.random.permutation(order_key, 40).reshape(steps, 8)
         losses_ = []
-        for idx, step_key in zip(batches, jax.random.split(dropout_key, steps)):
+        for idx, step_key in zip(batches, jax.random.split(dropout_key, steps), strict=False):
             (loss, (state, _)), grads = jax.value_and_grad(train.loss_fn, argnums=1, has_aux=True)(
-                model, params, state, X[idx], y[idx], reg=config.reg, key=step_key)
+                model, params, state, X[idx], y[idx], reg=config.reg, key=step_key
+            )
             updates, opt_state = optimizer.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
             losses_.append(loss)
@@ -157,14 +175,29 @@ def test_compiled_epoch_matches_a_step_by_step_loop(x64, key):
 
 def _tiny_split(n=50, shape=(1, 8, 8), seed=0):
     d = data.load_digits(seed=seed)
-    return {"X_train": d["X_train"][:n], "y_train": d["y_train"][:n], "X_val": d["X_val"][:20], "y_val": d["y_val"][:20]}
+    return {
+        "X_train": d["X_train"][:n],
+        "y_train": d["y_train"][:n],
+        "X_val": d["X_val"][:20],
+        "y_val": d["y_val"][:20],
+    }
 
 
-@pytest.mark.parametrize("name, model, config", [
-    ("fc_net", models.fc_net([100, 100], 10), train.TrainConfig(optimizer="adam", learning_rate=1e-2, epochs=20, batch_size=25)),
-    ("three_layer_convnet", models.three_layer_convnet(16, 3, 50, 10),
-     train.TrainConfig(optimizer="adam", learning_rate=1e-2, epochs=20, batch_size=25)),
-])
+@pytest.mark.parametrize(
+    "name, model, config",
+    [
+        (
+            "fc_net",
+            models.fc_net([100, 100], 10),
+            train.TrainConfig(optimizer="adam", learning_rate=1e-2, epochs=20, batch_size=25),
+        ),
+        (
+            "three_layer_convnet",
+            models.three_layer_convnet(16, 3, 50, 10),
+            train.TrainConfig(optimizer="adam", learning_rate=1e-2, epochs=20, batch_size=25),
+        ),
+    ],
+)
 def test_overfits_50_samples(name, model, config):
     """The course's sanity check: a net that can't reach 100% on 50 samples has a bug."""
     split = _tiny_split()
@@ -172,15 +205,21 @@ def test_overfits_50_samples(name, model, config):
     assert train.accuracy(model, ts.params, ts.state, split["X_train"], split["y_train"]) == 1.0
 
 
-@pytest.mark.parametrize("factory", [
-    lambda ops: models.fc_net([20, 20], 10, normalization="batchnorm", dropout=0.2, ops=ops),
-    lambda ops: models.convnet((4,), (16,), 10, dropout=0.2, ops=ops),
-], ids=["fc_bn_dropout", "convnet"])
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda ops: models.fc_net([20, 20], 10, normalization="batchnorm", dropout=0.2, ops=ops),
+        lambda ops: models.convnet((4,), (16,), 10, dropout=0.2, ops=ops),
+    ],
+    ids=["fc_bn_dropout", "convnet"],
+)
 def test_manual_and_autodiff_training_give_the_same_params(factory):
     split = _tiny_split(100)
     config = train.TrainConfig(optimizer="momentum", learning_rate=1e-2, epochs=3, batch_size=20)
-    runs = [train.fit(factory(ops), split, config, key=jax.random.key(0), loss_ops=loss_ops)
-            for ops, loss_ops in (train.grad_namespaces("auto"), train.grad_namespaces("manual"))]
+    runs = [
+        train.fit(factory(ops), split, config, key=jax.random.key(0), loss_ops=loss_ops)
+        for ops, loss_ops in (train.grad_namespaces("auto"), train.grad_namespaces("manual"))
+    ]
     for k in runs[0].params:  # float32 training: equal up to rounding that compounds over steps
         np.testing.assert_allclose(runs[0].params[k], runs[1].params[k], rtol=1e-4, atol=1e-6, err_msg=k)
     np.testing.assert_allclose(runs[0].history["loss"], runs[1].history["loss"], rtol=1e-5)
@@ -189,12 +228,18 @@ def test_manual_and_autodiff_training_give_the_same_params(factory):
 def test_fit_keeps_best_params_and_stops_early():
     split = _tiny_split(100)
     model = models.fc_net([20], 10)
-    ts = train.fit(model, split, train.TrainConfig(optimizer="adam", learning_rate=3e-2, epochs=40, batch_size=20, patience=2),
-                   key=jax.random.key(0))
+    ts = train.fit(
+        model,
+        split,
+        train.TrainConfig(optimizer="adam", learning_rate=3e-2, epochs=40, batch_size=20, patience=2),
+        key=jax.random.key(0),
+    )
     assert "early stopping" in ts.history["stopped"]
     assert len(ts.history["val_acc"]) < 40
     assert ts.best_val_acc == max(ts.history["val_acc"])
-    assert train.accuracy(model, ts.best_params, ts.best_state, split["X_val"], split["y_val"]) == pytest.approx(ts.best_val_acc)
+    assert train.accuracy(model, ts.best_params, ts.best_state, split["X_val"], split["y_val"]) == pytest.approx(
+        ts.best_val_acc
+    )
 
 
 def test_with_replacement_sampling_and_lr_decay_run():
@@ -207,8 +252,12 @@ def test_with_replacement_sampling_and_lr_decay_run():
 
 def test_divergence_stops_with_a_clear_message():
     split = _tiny_split(100)
-    ts = train.fit(models.fc_net([50, 50], 10, weight_scale=10.0), split,
-                   train.TrainConfig(learning_rate=1e6, epochs=5, batch_size=20), key=jax.random.key(0))
+    ts = train.fit(
+        models.fc_net([50, 50], 10, weight_scale=10.0),
+        split,
+        train.TrainConfig(learning_rate=1e6, epochs=5, batch_size=20),
+        key=jax.random.key(0),
+    )
     assert ts.history["stopped"].startswith("diverged")
     assert "epoch 1, step" in ts.history["stopped"] and "lower learning rate" in ts.history["stopped"]
     assert all(jnp.all(jnp.isfinite(v)) for v in jax.tree_util.tree_leaves(ts.best_params))
@@ -220,19 +269,22 @@ def test_sweep_matches_sequential_runs():
     config = train.TrainConfig(learning_rate=1e-1, epochs=2, batch_size=20)
     result = train.sweep(model, split, [1e-2, 1e-1], [0.0, 1e-2], config, key=jax.random.key(0))
     assert len(result["val_acc"]) == 4
-    for i, (lr, reg) in enumerate(zip(result["learning_rate"], result["reg"])):
+    for i, (lr, reg) in enumerate(zip(result["learning_rate"], result["reg"], strict=False)):
         ts = train.fit(model, split, config._replace(learning_rate=float(lr), reg=float(reg)), key=jax.random.key(0))
-        one = jax.tree_util.tree_map(lambda a: a[i], result["params"])
+        one = jax.tree_util.tree_map(lambda a, i=i: a[i], result["params"])
         assert rel_error(one, ts.params) < 1e-4
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(epochs=0), "epochs must be a positive int, got 0"),
-    (dict(batch_size=1000), "batch_size=1000 is larger than the training set"),
-    (dict(learning_rate=-1.0), "learning_rate must be > 0"),
-    (dict(optimizer="adagrad"), "optimizer must be one of"),
-    (dict(loss="hinge"), "loss must be one of"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(epochs=0), "epochs must be a positive int, got 0"),
+        (dict(batch_size=1000), "batch_size=1000 is larger than the training set"),
+        (dict(learning_rate=-1.0), "learning_rate must be > 0"),
+        (dict(optimizer="adagrad"), "optimizer must be one of"),
+        (dict(loss="hinge"), "loss must be one of"),
+    ],
+)
 def test_bad_config(bad, match):
     with pytest.raises(ValueError, match=match):
         train.fit(models.two_layer_net(5, 10), _tiny_split(), train.TrainConfig(**bad), key=jax.random.key(0))

@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from jaxnets import gradcheck, layers, manual_grads
 from jaxnets.gradcheck import rel_error
@@ -11,7 +10,7 @@ from jaxnets.gradcheck import rel_error
 
 def test_reverse_mode_example(x64):
     """f(x, y) = x^2 y + y + 2 at (3, 4): df/dx = 2xy = 24, df/dy = x^2 + 1 = 10."""
-    f = lambda x, y: x * x * y + y + 2  # noqa: E731
+    f = lambda x, y: x * x * y + y + 2
     dx, dy = jax.grad(f, argnums=(0, 1))(3.0, 4.0)
     assert (float(dx), float(dy)) == (24.0, 10.0)
     numeric = gradcheck.numeric_grads(lambda x, y: f(x, y), (jnp.asarray(3.0), jnp.asarray(4.0)), (0, 1))
@@ -31,7 +30,9 @@ def test_sigmoid_neuron_circuit(x64):
     np.testing.assert_allclose([dw[0, 0], dw[1, 0], db[0]], [-0.20, -0.39, 0.20], atol=5e-3)
     np.testing.assert_allclose(dx[0], [0.39, -0.59], atol=5e-3)
     # And the same through jax.grad of the twins.
-    grads = jax.grad(lambda x, w, b: manual_grads.sigmoid(manual_grads.affine(x, w, b))[0, 0], argnums=(0, 1, 2))(x, w, b)
+    grads = jax.grad(lambda x, w, b: manual_grads.sigmoid(manual_grads.affine(x, w, b))[0, 0], argnums=(0, 1, 2))(
+        x, w, b
+    )
     assert rel_error(grads, (dx, dw, db)) < 1e-12
 
 
@@ -58,12 +59,16 @@ def test_course_reference_conv_forward(x64):
     w = _linspace(-0.2, 0.3, (3, 3, 4, 4))
     b = jnp.linspace(-0.1, 0.2, 3)
     expected = [
-        [[[-0.08759809, -0.10987781], [-0.18387192, -0.2109216]],
-         [[0.21027089, 0.21661097], [0.22847626, 0.23004637]],
-         [[0.50813986, 0.54309974], [0.64082444, 0.67101435]]],
-        [[[-0.98053589, -1.03143541], [-1.19128892, -1.24695841]],
-         [[0.69108355, 0.66880383], [0.59480972, 0.56776003]],
-         [[2.36270298, 2.36904306], [2.38090835, 2.38247847]]],
+        [
+            [[-0.08759809, -0.10987781], [-0.18387192, -0.2109216]],
+            [[0.21027089, 0.21661097], [0.22847626, 0.23004637]],
+            [[0.50813986, 0.54309974], [0.64082444, 0.67101435]],
+        ],
+        [
+            [[-0.98053589, -1.03143541], [-1.19128892, -1.24695841]],
+            [[0.69108355, 0.66880383], [0.59480972, 0.56776003]],
+            [[2.36270298, 2.36904306], [2.38090835, 2.38247847]],
+        ],
     ]
     assert rel_error(layers.conv2d(x, w, b, stride=2, pad=1), jnp.asarray(expected)) < 1e-7
 
@@ -71,12 +76,16 @@ def test_course_reference_conv_forward(x64):
 def test_course_reference_max_pool_forward(x64):
     x = _linspace(-0.3, 0.4, (2, 3, 4, 4))
     expected = [
-        [[[-0.26315789, -0.24842105], [-0.20421053, -0.18947368]],
-         [[-0.14526316, -0.13052632], [-0.08631579, -0.07157895]],
-         [[-0.02736842, -0.01263158], [0.03157895, 0.04631579]]],
-        [[[0.09052632, 0.10526316], [0.14947368, 0.16421053]],
-         [[0.20842105, 0.22315789], [0.26736842, 0.28210526]],
-         [[0.32631579, 0.34105263], [0.38526316, 0.4]]],
+        [
+            [[-0.26315789, -0.24842105], [-0.20421053, -0.18947368]],
+            [[-0.14526316, -0.13052632], [-0.08631579, -0.07157895]],
+            [[-0.02736842, -0.01263158], [0.03157895, 0.04631579]],
+        ],
+        [
+            [[0.09052632, 0.10526316], [0.14947368, 0.16421053]],
+            [[0.20842105, 0.22315789], [0.26736842, 0.28210526]],
+            [[0.32631579, 0.34105263], [0.38526316, 0.4]],
+        ],
     ]
     assert rel_error(layers.max_pool2d(x, 2, 2), jnp.asarray(expected)) < 1e-7
 
