@@ -12,18 +12,14 @@ Loading needs a *template*: a freshly initialised ``TrainState`` of the same mod
 their shapes and dtypes are checked, which also rebuilds optax's ``opt_state`` namedtuples
 without pickling code objects.
 
-Writes go to a temporary file in the same directory, are flushed and fsync'ed, then moved over
-the destination with ``os.replace`` (atomic on POSIX) and the directory is fsync'ed: a crash or
-kill leaves either the old file or the new one, never a torn one.
+Writes go through ``jaxnets.files.atomic_write``: a crash or kill leaves either the old file or
+the new one, never a torn one.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnets.train import TrainState
+from jaxnets.files import atomic_write, json_ready, write_json
 
 __all__ = [
     "FORMAT_VERSION",
@@ -55,75 +51,6 @@ _META_KEY = "__meta__"
 _SECTIONS = ("params", "state", "opt_state", "best_params", "best_state")
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> Path:
-    """Write ``path`` all-or-nothing: ``write(f)`` fills a temp file that then replaces ``path``.
-
-    Args:
-      path: destination file; its directory must exist.
-      write: called with a binary file object open on a temporary file in the same directory.
-
-    Returns:
-      ``Path(path)``. If ``write`` (or anything else) fails, the temporary file is removed and
-      an existing ``path`` is left untouched.
-
-    >>> import tempfile, os
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     p = atomic_write(os.path.join(d, "a.txt"), lambda f: f.write(b"hi"))
-    ...     p.read_bytes(), os.listdir(d)
-    (b'hi', ['a.txt'])
-    """
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make run files unreadable to others
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
-    return path
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """``json.dump(obj)`` to ``path`` atomically (indented, keys in insertion order)."""
-    text = json.dumps(obj, indent=2, default=_json_default) + "\n"
-    return atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def _json_default(obj):
-    """numpy/jax scalars and arrays as plain Python values."""
-    if isinstance(obj, (np.generic, np.ndarray, jax.Array)):
-        return np.asarray(obj).tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
-def _canonical(obj):
-    """``obj`` as it reads back from JSON (tuples become lists), for comparisons."""
-    return json.loads(json.dumps(obj, default=_json_default))
-
-
 def _leaves(section: str, tree) -> dict[str, np.ndarray]:
     """``{"<section><pytree path>": array}`` for every leaf of ``tree``."""
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
@@ -131,7 +58,7 @@ def _leaves(section: str, tree) -> dict[str, np.ndarray]:
 
 
 def save_checkpoint(
-    path: str | os.PathLike, ts: TrainState, *, model_name: str, model_config: dict, extra: dict | None = None
+    path: str | os.PathLike, ts: Any, *, model_name: str, model_config: dict, extra: dict | None = None
 ) -> Path:
     """Write ``ts`` (current and best weights, optimizer state, history) to ``path`` atomically.
 
@@ -153,11 +80,11 @@ def save_checkpoint(
         "format": _FORMAT,
         "format_version": FORMAT_VERSION,
         "model": model_name,
-        "model_config": _canonical(model_config),
+        "model_config": json_ready(model_config),
         "epoch": int(ts.epoch),
         "best_val_acc": float(ts.best_val_acc),
-        "history": _canonical(ts.history),
-        "extra": _canonical(extra or {}),
+        "history": json_ready(ts.history),
+        "extra": json_ready(extra or {}),
     }
     arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     return atomic_write(path, lambda f: np.savez(f, **arrays))
@@ -220,10 +147,10 @@ def check_model(path, meta: dict, model_name: str | None, model_config: dict | N
             f"{path}: checkpoint is from model {meta.get('model')!r}, not {model_name!r}; "
             f"evaluate/resume it with --model {meta.get('model')} or use another checkpoint"
         )
-    if model_config is not None and meta.get("model_config") != _canonical(model_config):
+    if model_config is not None and meta.get("model_config") != json_ready(model_config):
         raise ValueError(
             f"{path}: checkpoint is from a {meta.get('model')!r} model configured as "
-            f"{meta.get('model_config')}, not {_canonical(model_config)}; use the run's own "
+            f"{meta.get('model_config')}, not {json_ready(model_config)}; use the run's own "
             f"config.json or another checkpoint"
         )
 
@@ -248,8 +175,8 @@ def _restore(path, section: str, template, arrays: dict[str, np.ndarray], used: 
 
 
 def load_checkpoint(
-    path: str | os.PathLike, template: TrainState, *, model_name: str | None = None, model_config: dict | None = None
-) -> tuple[TrainState, dict]:
+    path: str | os.PathLike, template: Any, *, model_name: str | None = None, model_config: dict | None = None
+) -> tuple[Any, dict]:
     """Read a checkpoint written by ``save_checkpoint`` into the structure of ``template``.
 
     Args:
@@ -279,15 +206,8 @@ def load_checkpoint(
         )
     try:
         history = {k: (v if k == "stopped" else [float(x) for x in v]) for k, v in meta["history"].items()}
-        ts = TrainState(
-            trees["params"],
-            trees["state"],
-            trees["opt_state"],
-            int(meta["epoch"]),
-            trees["best_params"],
-            trees["best_state"],
-            float(meta["best_val_acc"]),
-            history,
+        ts = template._replace(
+            **trees, epoch=int(meta["epoch"]), best_val_acc=float(meta["best_val_acc"]), history=history
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise _corrupt(path, f"bad metadata: {type(e).__name__}: {e}") from None

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from jaxnets.checkpoints import atomic_write
+from jaxnets.files import atomic_write
 
 __all__ = ["plot_curves", "first_layer_images", "plot_image_grid", "plot_sweep", "plot_confusion", "confusion_matrix"]
 
