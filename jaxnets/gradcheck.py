@@ -15,7 +15,21 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-__all__ = ["rel_error", "numeric_grad", "numeric_grad_array", "numeric_grads", "float64", "Case", "CASES", "check_case"]
+__all__ = [
+    "rel_error",
+    "grad_error",
+    "numeric_grad",
+    "numeric_grad_array",
+    "numeric_grads",
+    "float64",
+    "check_vjp",
+    "assert_vjp_close",
+    "AUTODIFF_BAR",
+    "NUMERIC_BAR",
+    "Case",
+    "CASES",
+    "check_case",
+]
 
 
 def rel_error(x, y):
@@ -293,41 +307,152 @@ AUTODIFF_BAR = 1e-10
 NUMERIC_BAR = 1e-7
 
 
-def check_case(case: Case, seed: int, *, jit: bool = False) -> dict[str, float]:
-    """Compare a layer's hand-derived gradient with autodiff and with numeric gradients.
+def grad_error(a, b, zero_atol: float = 1e-14) -> float:
+    """``rel_error`` over entries that are not exact zeros of the math; the absolute error on those.
 
-    Runs in float64 on random arguments drawn from ``case.sample`` with ``seed``.
+    Some gradient entries are 0 in exact arithmetic (a bias just before batch norm, a unit that
+    dropout removed for the whole batch) and come out as ~1e-17 rounding residue on both sides,
+    where a relative measure is meaningless. Entries with ``max(|a|, |b|) < max(zero_atol, 1e-12)``
+    count only when their absolute difference exceeds ``zero_atol`` (then that difference is the
+    error). Pytrees are compared leaf by leaf; the largest error is returned.
+
+    >>> grad_error(jnp.array([1.0, 3e-17]), jnp.array([1.0, -2e-17]))
+    0.0
+    """
+    errors = []
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        x, y = np.asarray(x), np.asarray(y)
+        zero = np.maximum(np.abs(x), np.abs(y)) < max(zero_atol, 1e-12)
+        absolute = float(np.max(np.abs(x - y)[zero], initial=0.0))
+        relative = rel_error(x[~zero], y[~zero]) if (~zero).any() else 0.0
+        errors.append(max(relative, absolute if absolute > zero_atol else 0.0))
+    return max(errors, default=0.0)
+
+
+def check_vjp(
+    reference: Callable,
+    candidate: Callable,
+    args: tuple,
+    argnums: tuple[int, ...] = (0,),
+    seed: int = 0,
+    *,
+    jit: bool = False,
+    h: float | None = None,
+) -> dict[str, float]:
+    """Errors of ``candidate``'s VJP against ``jax.vjp(reference)`` and centered differences, in float64.
+
+    ``reference`` is a function differentiated by autodiff; ``candidate`` computes the same
+    function with a hand-written backward (a ``jax.custom_vjp``, e.g. built with
+    ``manual_grads.with_backward(my_forward, my_backward)``). Both are called as ``f(*args)``;
+    the arguments in ``argnums`` (arrays or pytrees) are differentiated, the others (labels,
+    keys, static configuration) are held fixed. One random upstream gradient ``dout`` (drawn
+    with ``seed``) weights the output, so every output entry takes part.
+
+    Exact zeros of the math are compared absolutely (see ``grad_error``): autodiff within 1e-14,
+    numeric within 1e-9.
+
+    Args:
+      reference: ``f(*args) -> array`` differentiated by ``jax.vjp``.
+      candidate: the same function with its own backward.
+      args: the point, a tuple of positional arguments (converted to float64 where floating).
+      argnums: indices of the differentiated arguments.
+      seed: seed of ``dout``.
+      jit: compile both functions first.
+      h: numeric step (default: fourth-order differences with step 1e-3).
 
     Returns:
-      ``{"forward": ..., "autodiff": ..., "numeric": ...}``: the ``rel_error`` of the twin's
-      forward against the original's, and of the manual VJP against ``jax.vjp`` and against
-      fourth-order centered differences (step 1e-3), all for one random upstream gradient.
-    """
-    from jaxnets import layers, losses, manual_grads
+      ``{"forward": ..., "autodiff": ..., "numeric": ...}``: relative errors of the candidate's
+      output against the reference's, and of its VJP against autodiff and against numeric
+      differences. Compare with ``AUTODIFF_BAR`` (1e-10) and ``NUMERIC_BAR`` (1e-7).
 
+    >>> from jaxnets import manual_grads
+    >>> def cube_forward(x):
+    ...     return x**3, x
+    >>> def cube_backward(dout, x):
+    ...     return 3 * x**2 * dout
+    >>> cube = manual_grads.with_backward(cube_forward, cube_backward)
+    >>> errors = check_vjp(lambda x: x**3, cube, (np.linspace(-1.0, 1.0, 5),))
+    >>> errors["autodiff"] < AUTODIFF_BAR and errors["numeric"] < NUMERIC_BAR
+    True
+    """
+    argnums = tuple(argnums)
+    if not argnums or any(not 0 <= i < len(args) for i in argnums):
+        raise ValueError(f"argnums must name arguments of args (0..{len(args) - 1}), got {argnums!r}")
     with float64():
-        rng = np.random.default_rng(seed)
-        args = case.sample(rng)
-        auto_fn = getattr({"layers": layers, "losses": losses}[case.module], case.name)
-        manual_fn = getattr(manual_grads, case.name)
+        args = tuple(
+            jax.tree_util.tree_map(
+                lambda a: (
+                    jnp.asarray(a, jnp.float64) if hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating) else a
+                ),
+                a,
+            )
+            for a in args
+        )
 
         def restricted(fn):
             def f(*diff_args):
                 full = list(args)
-                for i, a in zip(case.argnums, diff_args, strict=False):
+                for i, a in zip(argnums, diff_args, strict=True):
                     full[i] = a
                 return fn(*full)
 
             return jax.jit(f) if jit else f
 
-        diff_args = tuple(args[i] for i in case.argnums)
-        out, auto_vjp = jax.vjp(restricted(auto_fn), *diff_args)
-        manual_out, manual_vjp = jax.vjp(restricted(manual_fn), *diff_args)
-        dout = jnp.asarray(rng.standard_normal(jnp.shape(out)))
-        manual = manual_vjp(dout)
-        numeric = numeric_grads(restricted(auto_fn), diff_args, range(len(diff_args)), dout)
+        diff_args = tuple(args[i] for i in argnums)
+        out, reference_vjp = jax.vjp(restricted(reference), *diff_args)
+        candidate_out, candidate_vjp = jax.vjp(restricted(candidate), *diff_args)
+        dout = jnp.asarray(np.random.default_rng(seed).standard_normal(jnp.shape(out)))
+        manual = candidate_vjp(dout)
+        numeric = numeric_grads(restricted(reference), diff_args, range(len(diff_args)), dout, h=h)
         return {
-            "forward": rel_error(out, manual_out),
-            "autodiff": rel_error(auto_vjp(dout), manual),
-            "numeric": rel_error(numeric, manual),
+            "forward": rel_error(out, candidate_out),
+            "autodiff": grad_error(reference_vjp(dout), manual, 1e-14),
+            "numeric": grad_error(numeric, manual, 1e-9),
         }
+
+
+def assert_vjp_close(
+    reference: Callable,
+    candidate: Callable,
+    args: tuple,
+    argnums: tuple[int, ...] = (0,),
+    seed: int = 0,
+    *,
+    autodiff_bar: float = AUTODIFF_BAR,
+    numeric_bar: float = NUMERIC_BAR,
+    **kwargs,
+) -> dict[str, float]:
+    """``check_vjp`` for pytest: raise ``AssertionError`` (with all three errors) if one is over its bar.
+
+    The forward must agree to 1e-12 and the VJP to ``autodiff_bar`` / ``numeric_bar``.
+
+    >>> assert_vjp_close(jnp.sin, jnp.sin, (np.array([0.3, 1.2]),))["autodiff"]
+    0.0
+    """
+    errors = check_vjp(reference, candidate, args, argnums, seed, **kwargs)
+    over = [
+        name
+        for name, bar in (("forward", 1e-12), ("autodiff", autodiff_bar), ("numeric", numeric_bar))
+        if not errors[name] < bar
+    ]
+    if over:
+        raise AssertionError(
+            f"{', '.join(over)} over the bar (autodiff {autodiff_bar:.0e}, numeric {numeric_bar:.0e}): {errors}"
+        )
+    return errors
+
+
+def check_case(case: Case, seed: int, *, jit: bool = False) -> dict[str, float]:
+    """``check_vjp`` of ``manual_grads.<name>`` against the autodiff ``<module>.<name>`` on ``case.sample``.
+
+    Runs in float64 on random arguments drawn from ``case.sample`` with ``seed``.
+
+    Returns:
+      ``{"forward": ..., "autodiff": ..., "numeric": ...}`` as ``check_vjp``.
+    """
+    from jaxnets import layers, losses, manual_grads
+
+    with float64():
+        args = case.sample(np.random.default_rng(seed))
+        reference = getattr({"layers": layers, "losses": losses}[case.module], case.name)
+        return check_vjp(reference, getattr(manual_grads, case.name), args, case.argnums, seed, jit=jit)

@@ -14,6 +14,8 @@ Notation: ``dout`` is dL/d(out) and has the shape of ``out``; ``N`` is the batch
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -45,6 +47,7 @@ __all__ = [
     "l2_penalty_backward",
     "l1_penalty_backward",
     "two_layer_net_loss_and_grads",
+    "with_backward",
     # custom_vjp twins, same names and signatures as in layers / losses
     "affine",
     "relu",
@@ -485,11 +488,21 @@ def two_layer_net_loss_and_grads(params, X, y, reg):
 # The custom_vjp twins: layers' forwards with the backwards above as their gradients.
 
 
-def _twin(forward, backward, nondiff_argnums=()):
-    """``layers``-style primal of ``forward`` whose VJP is ``backward(dout, cache)``.
+def with_backward(forward: Callable, backward: Callable, nondiff_argnums: tuple[int, ...] = ()) -> Callable:
+    """``f(*args)`` (the primal of ``forward``) whose VJP is ``backward(dout, cache)``, via ``jax.custom_vjp``.
 
-    ``backward`` must return one cotangent per differentiable argument (a tuple when there are
-    several); ``None`` stands for arguments without gradients (keys, labels).
+    ``forward(*args)`` returns ``(out, cache)``. ``backward`` must return one cotangent per
+    differentiable argument (a tuple when there are several); ``None`` stands for arguments
+    without gradients (keys, labels). Python configuration (stride, pool size) goes in
+    ``nondiff_argnums``; all arguments are passed positionally.
+
+    >>> def cube_forward(x):
+    ...     return x**3, x
+    >>> def cube_backward(dout, x):
+    ...     return 3 * x**2 * dout
+    >>> cube = with_backward(cube_forward, cube_backward)
+    >>> float(jax.grad(cube)(2.0))
+    12.0
     """
     twin = jax.custom_vjp(layers.primal_of(forward), nondiff_argnums=nondiff_argnums)
 
@@ -499,11 +512,15 @@ def _twin(forward, backward, nondiff_argnums=()):
         return grads if isinstance(grads, tuple) else (grads,)
 
     twin.defvjp(forward, bwd)
+    name = getattr(forward, "__name__", "f").removesuffix("_forward")
     twin.__doc__ = (
-        f"``{forward.__name__.removesuffix('_forward')}`` whose gradient is the hand-derived "
-        f"``{backward.__name__}``. Same signature as ``{forward.__module__}.{forward.__name__}``."
+        f"``{name}`` whose gradient is the hand-derived ``{getattr(backward, '__name__', 'backward')}``. "
+        f"Same signature as ``{getattr(forward, '__module__', '')}.{getattr(forward, '__name__', '')}``."
     )
     return twin
+
+
+_twin = with_backward
 
 
 def _with_none(backward):
