@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnets.errors import InputError
 from jaxnets.files import atomic_write, json_ready, write_json
 
 __all__ = [
@@ -90,8 +91,8 @@ def save_checkpoint(
     return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def _corrupt(path, why: str) -> ValueError:
-    return ValueError(
+def _corrupt(path, why: str) -> InputError:
+    return InputError(
         f"{path}: not a readable jaxnets checkpoint ({why}); it is truncated or corrupt. "
         f"Restore it from a copy or start a new run"
     )
@@ -119,7 +120,7 @@ def _read(path: Path, names: Callable[[list[str]], list[str]]) -> tuple[dict, di
     if isinstance(version, bool) or not isinstance(version, int):
         raise _corrupt(path, f"format_version is {version!r}, not an integer")
     if version > FORMAT_VERSION:
-        raise ValueError(
+        raise InputError(
             f"{path}: checkpoint format version {version} is newer than this jaxnets supports "
             f"({FORMAT_VERSION}); upgrade jaxnets"
         )
@@ -143,12 +144,12 @@ def check_model(path, meta: dict, model_name: str | None, model_config: dict | N
     checkpoint before building anything.
     """
     if model_name is not None and meta.get("model") != model_name:
-        raise ValueError(
+        raise InputError(
             f"{path}: checkpoint is from model {meta.get('model')!r}, not {model_name!r}; "
             f"evaluate/resume it with --model {meta.get('model')} or use another checkpoint"
         )
     if model_config is not None and meta.get("model_config") != json_ready(model_config):
-        raise ValueError(
+        raise InputError(
             f"{path}: checkpoint is from a {meta.get('model')!r} model configured as "
             f"{meta.get('model_config')}, not {json_ready(model_config)}; use the run's own "
             f"config.json or another checkpoint"
@@ -162,10 +163,10 @@ def _restore(path, section: str, template, arrays: dict[str, np.ndarray], used: 
     for key_path, leaf in flat:
         name = section + jax.tree_util.keystr(key_path)
         if name not in arrays:
-            raise ValueError(f"{path}: checkpoint has no array {name}; it comes from a different model or optimizer")
+            raise InputError(f"{path}: checkpoint has no array {name}; it comes from a different model or optimizer")
         stored, expected = arrays[name], jax.ShapeDtypeStruct(np.shape(leaf), jnp.result_type(leaf))
         if stored.shape != expected.shape or stored.dtype != expected.dtype:
-            raise ValueError(
+            raise InputError(
                 f"{path}: {name} is {stored.dtype}{list(stored.shape)} in the checkpoint but the model "
                 f"needs {expected.dtype}{list(expected.shape)}; it comes from a different model or optimizer"
             )
@@ -200,7 +201,7 @@ def load_checkpoint(
     trees = {section: _restore(path, section, getattr(template, section), arrays, used) for section in _SECTIONS}
     unexpected = sorted(set(arrays) - used)
     if unexpected:
-        raise ValueError(
+        raise InputError(
             f"{path}: checkpoint has arrays the model does not ({', '.join(unexpected[:4])}"
             f"{', ...' if len(unexpected) > 4 else ''}); it comes from a different model or optimizer"
         )

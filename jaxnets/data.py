@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxnets.errors import InputError, InputTypeError
+
 __all__ = [
     "SPLIT_KEYS",
     "DATASETS",
@@ -132,51 +134,51 @@ def validate_images_labels(X: Any, y: Any, num_classes: int | None = None) -> No
     X = np.asarray(X)
     y = np.asarray(y)
     if not (np.issubdtype(X.dtype, np.integer) or np.issubdtype(X.dtype, np.floating)):
-        raise TypeError(f"X: expected a real numeric (integer or float) dtype; got {X.dtype}")
+        raise InputTypeError(f"X: expected a real numeric (integer or float) dtype; got {X.dtype}")
     if X.ndim < 1:
-        raise ValueError(f"X: expected shape (N, ...) with at least 1 dim; got shape {X.shape}")
+        raise InputError(f"X: expected shape (N, ...) with at least 1 dim; got shape {X.shape}")
     if X.size == 0:
-        raise ValueError(f"X: expected a non-empty array; got shape {X.shape}")
+        raise InputError(f"X: expected a non-empty array; got shape {X.shape}")
     if np.issubdtype(X.dtype, np.floating):
         finite = np.isfinite(X)
         if not finite.all():
             n_nan = int(np.isnan(X).sum())
             n_inf = int((~finite).sum()) - n_nan
-            raise ValueError(f"X: expected finite values; got {n_nan} NaN and {n_inf} inf entries (shape {X.shape})")
+            raise InputError(f"X: expected finite values; got {n_nan} NaN and {n_inf} inf entries (shape {X.shape})")
     if not np.issubdtype(y.dtype, np.integer):
-        raise TypeError(f"y: expected an integer dtype; got {y.dtype}")
+        raise InputTypeError(f"y: expected an integer dtype; got {y.dtype}")
     if y.ndim != 1:
-        raise ValueError(f"y: expected a 1-D array of shape (N,); got shape {y.shape}")
+        raise InputError(f"y: expected a 1-D array of shape (N,); got shape {y.shape}")
     if y.shape[0] != X.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"X and y: expected the same number of examples; got X with {X.shape[0]} "
             f"(shape {X.shape}) and y with {y.shape[0]}"
         )
     if num_classes is not None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
-            raise TypeError(f"num_classes: expected a positive int; got {num_classes!r}")
+            raise InputTypeError(f"num_classes: expected a positive int; got {num_classes!r}")
         if num_classes < 1:
-            raise ValueError(f"num_classes: expected a positive int; got {num_classes}")
+            raise InputError(f"num_classes: expected a positive int; got {num_classes}")
     lo, hi = int(y.min()), int(y.max())
     if lo < 0 or (num_classes is not None and hi >= num_classes):
         bound = f"[0, {num_classes})" if num_classes is not None else "[0, inf)"
-        raise ValueError(f"y: labels must lie in {bound}; got min {lo}, max {hi}")
+        raise InputError(f"y: labels must lie in {bound}; got min {lo}, max {hi}")
 
 
 def _check_fraction(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name}: expected a float in [0, 1); got {value!r}")
+        raise InputTypeError(f"{name}: expected a float in [0, 1); got {value!r}")
     value = float(value)
     if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name}: expected a float in [0, 1); got {value}")
+        raise InputError(f"{name}: expected a float in [0, 1); got {value}")
     return value
 
 
 def _check_count(name: str, value: Any, *, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an int >= {minimum}; got {value!r}")
+        raise InputTypeError(f"{name}: expected an int >= {minimum}; got {value!r}")
     if value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}; got {value}")
+        raise InputError(f"{name}: expected an int >= {minimum}; got {value}")
     return int(value)
 
 
@@ -235,7 +237,7 @@ def load_digits(
     val_fraction = _check_fraction("val_fraction", val_fraction)
     test_fraction = _check_fraction("test_fraction", test_fraction)
     if val_fraction + test_fraction >= 1.0:
-        raise ValueError(
+        raise InputError(
             "val_fraction + test_fraction: expected < 1 so that training data remains; "
             f"got {val_fraction} + {test_fraction} = {val_fraction + test_fraction}"
         )
@@ -299,29 +301,29 @@ def read_idx(path: str | os.PathLike, *, expected_magic: int | None = None) -> n
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as e:
-            raise ValueError(f"{path}: corrupt gzip data ({type(e).__name__}: {e}); re-download the file") from e
+            raise InputError(f"{path}: corrupt gzip data ({type(e).__name__}: {e}); re-download the file") from e
     elif path.suffix == ".gz":
-        raise ValueError(
+        raise InputError(
             f"{path}: expected gzip data (signature 1f 8b) for a .gz file; got first bytes "
             f"{raw[:4].hex(' ') or '(empty file)'}"
         )
     if len(raw) < 4:
-        raise ValueError(f"{path}: truncated IDX header: expected at least 4 bytes; received {len(raw)}")
+        raise InputError(f"{path}: truncated IDX header: expected at least 4 bytes; received {len(raw)}")
     magic = int.from_bytes(raw[:4], "big")
     if magic >> 8 != 0x08 or not 1 <= (magic & 0xFF) <= 4:
         want = f"0x{expected_magic:08x}" if expected_magic is not None else "0x000008DD"
-        raise ValueError(f"{path}: bad IDX magic number: expected {want} (unsigned-byte IDX); got 0x{magic:08x}")
+        raise InputError(f"{path}: bad IDX magic number: expected {want} (unsigned-byte IDX); got 0x{magic:08x}")
     if expected_magic is not None and magic != expected_magic:
-        raise ValueError(f"{path}: bad IDX magic number: expected 0x{expected_magic:08x}; got 0x{magic:08x}")
+        raise InputError(f"{path}: bad IDX magic number: expected 0x{expected_magic:08x}; got 0x{magic:08x}")
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header: expected {header} bytes; received {len(raw)}")
+        raise InputError(f"{path}: truncated IDX header: expected {header} bytes; received {len(raw)}")
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = header + int(np.prod(dims, dtype=np.int64))
     if len(raw) != expected:
         what = "truncated" if len(raw) < expected else "trailing data in"
-        raise ValueError(
+        raise InputError(
             f"{path}: {what} IDX file: header says dims {dims}, so expected {expected} bytes "
             f"(decompressed); received {len(raw)}"
         )
@@ -348,9 +350,9 @@ def write_idx(path: str | os.PathLike, array: Any) -> Path:
     """
     a = np.asarray(array)
     if not 1 <= a.ndim <= 4:
-        raise ValueError(f"array: expected 1 to 4 dims; got shape {a.shape}")
+        raise InputError(f"array: expected 1 to 4 dims; got shape {a.shape}")
     if a.size and (a.min() < 0 or a.max() > 255):
-        raise ValueError(f"array: expected values in [0, 255]; got [{a.min()}, {a.max()}]")
+        raise InputError(f"array: expected values in [0, 255]; got [{a.min()}, {a.max()}]")
     header = (0x00000800 | a.ndim).to_bytes(4, "big")
     header += b"".join(int(d).to_bytes(4, "big") for d in a.shape)
     payload = header + np.ascontiguousarray(a, dtype=np.uint8).tobytes()
@@ -404,16 +406,16 @@ def _find_fashion_files(path: str | os.PathLike | None) -> dict[str, Path]:
 def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
     images = read_idx(images_path, expected_magic=_IDX_IMAGES_MAGIC)
     if images.shape[1:] != (28, 28):
-        raise ValueError(f"{images_path}: expected image dims (N, 28, 28); got {images.shape}")
+        raise InputError(f"{images_path}: expected image dims (N, 28, 28); got {images.shape}")
     labels = read_idx(labels_path, expected_magic=_IDX_LABELS_MAGIC)
     if labels.shape[0] != images.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"{labels_path}: expected {images.shape[0]} labels to match the images in "
             f"{images_path.name}; got {labels.shape[0]}"
         )
     if labels.size and labels.max() > 9:
         bad = int(np.argmax(labels > 9))
-        raise ValueError(
+        raise InputError(
             f"{labels_path}: expected labels in 0..9; got {int(labels[bad])} at index {bad} (max {int(labels.max())})"
         )
     return images, labels
@@ -472,7 +474,7 @@ def load_fashion_mnist(
     X_te, y_te = _read_idx_pair(files["test_images"], files["test_labels"])
     n = X_tr.shape[0]
     if val_size >= n:
-        raise ValueError(
+        raise InputError(
             f"val_size: expected fewer than the {n} training images in {files['train_images']}; got {val_size}"
         )
     if seed is None:
@@ -529,38 +531,38 @@ def _load_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except FileNotFoundError:
         raise
     except Exception as e:  # any unpickling failure means the file is not a valid batch
-        raise ValueError(
+        raise InputError(
             f"{path}: corrupt CIFAR-10 batch, could not unpickle it "
             f"({type(e).__name__}: {e}); re-extract cifar-10-python.tar.gz"
         ) from e
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a pickled dict; got {type(obj).__name__}")
+        raise InputError(f"{path}: expected a pickled dict; got {type(obj).__name__}")
     d = {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
     missing = [k for k in ("data", "labels") if k not in d]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{path}: expected keys b'data' and b'labels'; missing "
             f"{', '.join('b' + repr(k) for k in missing)} (got keys {sorted(map(str, d))})"
         )
     data = d["data"]
     if not isinstance(data, np.ndarray):
-        raise ValueError(f"{path}: expected b'data' to be a numpy array; got {type(data).__name__}")
+        raise InputError(f"{path}: expected b'data' to be a numpy array; got {type(data).__name__}")
     if data.dtype != np.uint8:
-        raise ValueError(f"{path}: expected b'data' of dtype uint8; got {data.dtype}")
+        raise InputError(f"{path}: expected b'data' of dtype uint8; got {data.dtype}")
     if data.ndim != 2 or data.shape[1] != 3072:
-        raise ValueError(f"{path}: expected b'data' of shape (n, 3072); got {data.shape}")
+        raise InputError(f"{path}: expected b'data' of shape (n, 3072); got {data.shape}")
     labels = np.asarray(d["labels"])
     if labels.ndim != 1 or labels.shape[0] != data.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"{path}: expected b'labels' with {data.shape[0]} entries (one per row of "
             f"b'data'); got shape {labels.shape}"
         )
     if labels.size and not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{path}: expected integer b'labels'; got dtype {labels.dtype}")
+        raise InputError(f"{path}: expected integer b'labels'; got dtype {labels.dtype}")
     labels = labels.astype(np.int64)
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         bad = int(np.argmax((labels < 0) | (labels > 9)))
-        raise ValueError(f"{path}: expected b'labels' in 0..9; got {int(labels[bad])} at index {bad}")
+        raise InputError(f"{path}: expected b'labels' in 0..9; got {int(labels[bad])} at index {bad}")
     # rows are 1024 red, 1024 green, 1024 blue values, each row-major 32x32: that is NCHW
     return data.reshape(-1, 3, 32, 32), labels
 
@@ -683,12 +685,12 @@ def load_cifar10(
     have = X_all.shape[0]
     if num_train + num_val > have:
         note = f" (files {', '.join(present)}; absent {', '.join(_CIFAR_TRAIN_FILES[k:])})" if k < 5 else ""
-        raise ValueError(
+        raise InputError(
             f"num_train + num_val: expected at most the {have} training images in {folder}"
             f"{note}; got num_train={num_train} + num_val={num_val} = {num_train + num_val}"
         )
     if num_test > X_test.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"num_test: expected at most the {X_test.shape[0]} images in "
             f"{folder / _CIFAR_TEST_FILE}; got num_test={num_test}"
         )
@@ -752,4 +754,4 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, seed: int
                 f"{_CIFAR_DIRNAME} folder there. {_CIFAR_HOWTO}"
             )
         return load_cifar10(root)
-    raise ValueError(f"name: expected one of {', '.join(map(repr, DATASETS))}; got {name!r}")
+    raise InputError(f"name: expected one of {', '.join(map(repr, DATASETS))}; got {name!r}")

@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from jaxnets.errors import InputError
+
 __all__ = [
     "rel_error",
     "grad_error",
@@ -90,7 +92,7 @@ def numeric_grad_array(f, x, dout, h=None, order=4):
       An array like ``x``.
     """
     if order not in _DEFAULT_STEP:
-        raise ValueError(f"order must be 2 or 4, got {order!r}")
+        raise InputError(f"order must be 2 or 4, got {order!r}")
     h = _DEFAULT_STEP[order] if h is None else h
     x = np.asarray(x)
     f_jit = jax.jit(f)
@@ -377,7 +379,7 @@ def check_vjp(
     """
     argnums = tuple(argnums)
     if not argnums or any(not 0 <= i < len(args) for i in argnums):
-        raise ValueError(f"argnums must name arguments of args (0..{len(args) - 1}), got {argnums!r}")
+        raise InputError(f"argnums must name arguments of args (0..{len(args) - 1}), got {argnums!r}")
     with float64():
         args = tuple(
             jax.tree_util.tree_map(

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxnets.errors import InputError, InputTypeError
+
 __all__ = [
     "affine",
     "affine_forward",
@@ -61,17 +63,17 @@ __all__ = [
 
 def _check_float(name, x):
     if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
-        raise TypeError(f"{name} must be a floating-point array, got dtype {jnp.result_type(x)}")
+        raise InputTypeError(f"{name} must be a floating-point array, got dtype {jnp.result_type(x)}")
 
 
 def _check_ndim(name, x, ndims, layout):
     if jnp.ndim(x) not in ndims:
-        raise ValueError(f"{name} must have rank {' or '.join(map(str, ndims))} ({layout}), got shape {jnp.shape(x)}")
+        raise InputError(f"{name} must have rank {' or '.join(map(str, ndims))} ({layout}), got shape {jnp.shape(x)}")
 
 
 def _check_shape(name, x, expected):
     if tuple(jnp.shape(x)) != tuple(expected):
-        raise ValueError(f"{name} must have shape {tuple(expected)}, got shape {jnp.shape(x)}")
+        raise InputError(f"{name} must have shape {tuple(expected)}, got shape {jnp.shape(x)}")
 
 
 def _check_norm_params(x, gamma, beta, features, layout):
@@ -112,16 +114,16 @@ def _window_param(x, size, stride, pad, what):
     """Validate a window geometry against ``x`` (N, C, H, W) and return its ``WindowParam``."""
     for name, value, low in (("stride", stride, 1), ("pad", pad, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+            raise InputError(f"{name} must be an int >= {low}, got {value!r}")
     N, C, H, W = jnp.shape(x)
     HH, WW = size
     if HH > H + 2 * pad or WW > W + 2 * pad:
-        raise ValueError(
+        raise InputError(
             f"{what} window {HH}x{WW} is larger than the (padded) input {H + 2 * pad}x{W + 2 * pad}"
             f" (x shape {(N, C, H, W)}, pad={pad})"
         )
     if (H + 2 * pad - HH) % stride or (W + 2 * pad - WW) % stride:
-        raise ValueError(
+        raise InputError(
             f"{what} with window {HH}x{WW}, stride={stride}, pad={pad} does not tile input of "
             f"height x width {H}x{W}: (H + 2*pad - HH) and (W + 2*pad - WW) must be divisible by "
             f"stride, got {H + 2 * pad - HH} and {W + 2 * pad - WW}"
@@ -251,10 +253,10 @@ def affine_forward(x, w, b):
     """
     _check_float("x", x)
     if jnp.ndim(x) < 1 or jnp.ndim(w) != 2:
-        raise ValueError(f"affine expects x (N, d1..dk) and w (D, M), got x {jnp.shape(x)}, w {jnp.shape(w)}")
+        raise InputError(f"affine expects x (N, d1..dk) and w (D, M), got x {jnp.shape(x)}, w {jnp.shape(w)}")
     D = math.prod(jnp.shape(x)[1:])
     if jnp.shape(w)[0] != D:
-        raise ValueError(
+        raise InputError(
             f"w must have shape (D, M) with D = prod(x.shape[1:]) = {D} for x of shape "
             f"{jnp.shape(x)}, got w of shape {jnp.shape(w)}"
         )
@@ -401,7 +403,7 @@ def groupnorm_forward(x, gamma, beta, groups, eps=1e-5):
     N, C, H, W = jnp.shape(x)
     _check_norm_params(x, gamma, beta, C, "N, C, H, W")
     if not isinstance(groups, int) or groups < 1 or C % groups:
-        raise ValueError(f"groups must be a positive int dividing C={C}, got {groups!r}")
+        raise InputError(f"groups must be a positive int dividing C={C}, got {groups!r}")
     xg = jnp.reshape(x, (N, groups, C // groups, H, W))
     x_hat, xc, inv_std = _normalize(xg, (2, 3, 4), eps)
     out = gamma[:, None, None] * x_hat.reshape(N, C, H, W) + beta[:, None, None]
@@ -466,7 +468,7 @@ def update_running_stats(running_mean, running_var, x, momentum=0.9):
 def check_dropout_rate(rate, name="rate"):
     """Raise ``ValueError`` unless ``rate`` (a drop probability) is a number in [0, 1)."""
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-        raise ValueError(f"{name} (the drop probability) must be a number in [0, 1), got {rate!r}")
+        raise InputError(f"{name} (the drop probability) must be a number in [0, 1), got {rate!r}")
 
 
 def _random_bits(key, shape):
@@ -518,7 +520,7 @@ def dropout_forward(x, key, rate):
     if rate == 0.0:
         return x, jnp.ones_like(x)
     if key is None:
-        raise ValueError("dropout with rate > 0 needs a PRNG key (key=jax.random.key(seed)), got None")
+        raise InputError("dropout with rate > 0 needs a PRNG key (key=jax.random.key(seed)), got None")
     # P(bits < t) = t / 2^32 = 1 - rate, to within 2^-32
     threshold = min(max(round((1.0 - rate) * 2.0**32), 1), 2**32 - 1)
     keep = _random_bits(key, jnp.shape(x)) < jnp.uint32(threshold)
@@ -554,7 +556,7 @@ def conv2d_forward(x, w, b, stride=1, pad=0):
     _check_ndim("w", w, (4,), "F, C, HH, WW")
     F, C, HH, WW = jnp.shape(w)
     if jnp.shape(x)[1] != C:
-        raise ValueError(
+        raise InputError(
             f"x has {jnp.shape(x)[1]} channels (shape {jnp.shape(x)}) but w expects C={C} (w shape {jnp.shape(w)})"
         )
     _check_shape("b", b, (F,))
@@ -575,7 +577,7 @@ def _pool_param(x, size, stride):
     _check_float("x", x)
     _check_ndim("x", x, (4,), "N, C, H, W")
     if not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
+        raise InputError(f"size must be a positive int, got {size!r}")
     return _window_param(x, (size, size), stride, 0, "pool")
 
 

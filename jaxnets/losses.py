@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnets.errors import InputError, InputTypeError
 from jaxnets.layers import primal_of
 
 __all__ = [
@@ -33,20 +34,20 @@ __all__ = [
 def _check_scores_labels(scores, y):
     """Shapes and dtypes of (N, C) scores and int (N,) labels; values too when they are concrete."""
     if not jnp.issubdtype(jnp.result_type(scores), jnp.floating):
-        raise TypeError(f"scores must be a floating-point array, got dtype {jnp.result_type(scores)}")
+        raise InputTypeError(f"scores must be a floating-point array, got dtype {jnp.result_type(scores)}")
     if jnp.ndim(scores) != 2:
-        raise ValueError(f"scores must have shape (N, C), got shape {jnp.shape(scores)}")
+        raise InputError(f"scores must have shape (N, C), got shape {jnp.shape(scores)}")
     if not jnp.issubdtype(jnp.result_type(y), jnp.integer):
-        raise TypeError(f"labels y must be an integer array of class indices, got dtype {jnp.result_type(y)}")
+        raise InputTypeError(f"labels y must be an integer array of class indices, got dtype {jnp.result_type(y)}")
     N, C = jnp.shape(scores)
     if jnp.shape(y) != (N,):
-        raise ValueError(
+        raise InputError(
             f"labels y must have shape (N,) = ({N},) to match scores {jnp.shape(scores)}, got shape {jnp.shape(y)}"
         )
     if not isinstance(y, jax.core.Tracer):
         y_np = np.asarray(y)
         if y_np.size and (y_np.min() < 0 or y_np.max() >= C):
-            raise ValueError(
+            raise InputError(
                 f"labels y must lie in [0, {C}) for scores with C={C} classes, got range [{y_np.min()}, {y_np.max()}]"
             )
 
@@ -95,9 +96,9 @@ def svm_loss_forward(scores, y, delta=1.0):
 
 def _check_same_shape(pred_name, pred, target_name, target):
     if not jnp.issubdtype(jnp.result_type(pred), jnp.floating):
-        raise TypeError(f"{pred_name} must be a floating-point array, got dtype {jnp.result_type(pred)}")
+        raise InputTypeError(f"{pred_name} must be a floating-point array, got dtype {jnp.result_type(pred)}")
     if jnp.ndim(pred) < 1 or jnp.shape(pred) != jnp.shape(target):
-        raise ValueError(
+        raise InputError(
             f"{target_name} must have the shape of {pred_name} {jnp.shape(pred)} (N, ...), got {jnp.shape(target)}"
         )
 

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnets import layers
+from jaxnets.errors import InputError
 
 __all__ = [
     "Model",
@@ -51,19 +52,19 @@ def _weight(key, shape, fan_in, weight_scale):
 
 def _check_mode(train, key, dropout):
     if train and dropout > 0 and key is None:
-        raise ValueError(f"apply(..., train=True) with dropout={dropout} needs key=jax.random.key(...), got key=None")
+        raise InputError(f"apply(..., train=True) with dropout={dropout} needs key=jax.random.key(...), got key=None")
 
 
 def _image_shape(input_shape, pools):
     """``(C, H, W)`` of one image, or a clear error for flat features or images too small to pool."""
     if len(input_shape) != 3:
-        raise ValueError(
+        raise InputError(
             f"a conv net needs images of shape (C, H, W) (NCHW batches), got examples of shape "
             f"{tuple(input_shape)}; reshape the data to (N, C, H, W)"
         )
     C, H, W = input_shape
     if min(H, W) < 2**pools:
-        raise ValueError(
+        raise InputError(
             f"images of {H}x{W} are too small for this net: it halves them {pools} time(s) by 2x2 "
             f"pooling and needs H, W >= {2**pools}"
         )
@@ -76,7 +77,7 @@ def _layer_keys(key, n):
 
 def _check_choice(name, value, choices):
     if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        raise InputError(f"{name} must be one of {choices}, got {value!r}")
 
 
 def _init_norm(params, state, i, features, normalization):
@@ -234,7 +235,7 @@ def digits_cnn(
     (3, 1)
     """
     if len(activations) != 4:
-        raise ValueError(f"activations must name 4 activations (conv1, conv2, fc3, fc4), got {activations!r}")
+        raise InputError(f"activations must name 4 activations (conv1, conv2, fc3, fc4), got {activations!r}")
     for name in activations:
         _check_choice("activation", name, ACTIVATIONS)
     act = [getattr(ops, name) for name in activations]
@@ -332,7 +333,7 @@ def convnet(
     _check_choice("pool", pool, POOLS)
     layers.check_dropout_rate(dropout, "dropout")
     if kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be odd (so padding keeps H x W), got {kernel_size}")
+        raise InputError(f"kernel_size must be odd (so padding keeps H x W), got {kernel_size}")
     channels, hidden_dims = list(channels), list(hidden_dims)
     n_conv, L = len(channels), len(channels) + len(hidden_dims) + 1
     pool_fn = {"max": "max_pool2d", "avg": "avg_pool2d"}[pool]
@@ -340,7 +341,7 @@ def convnet(
     def init(key, input_shape):
         C, H, W = _image_shape(input_shape, len(channels))
         if H % 2**n_conv or W % 2**n_conv:
-            raise ValueError(f"input height and width must be divisible by 2**{n_conv} for {n_conv} pools, got {H}x{W}")
+            raise InputError(f"input height and width must be divisible by 2**{n_conv} for {n_conv} pools, got {H}x{W}")
         keys = jax.random.split(key, n_conv + 1)
         params, state = {}, {}
         for i, (c_in, c_out) in enumerate(zip([C, *channels[:-1]], channels, strict=False), start=1):

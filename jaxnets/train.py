@@ -24,6 +24,7 @@ import optax
 
 from jaxnets import layers, losses, manual_grads
 from jaxnets.data import validate_images_labels
+from jaxnets.errors import InputError
 from jaxnets.models import Model
 
 __all__ = [
@@ -51,7 +52,7 @@ GRADS = {"auto": (layers, losses), "manual": (manual_grads, manual_grads)}
 def grad_namespaces(grads: str) -> tuple[ModuleType, ModuleType]:
     """``(ops, loss_ops)`` for ``"auto"`` (autodiff) or ``"manual"`` (hand-derived) gradients."""
     if grads not in GRADS:
-        raise ValueError(f"grads must be one of {tuple(GRADS)}, got {grads!r}")
+        raise InputError(f"grads must be one of {tuple(GRADS)}, got {grads!r}")
     return GRADS[grads]
 
 
@@ -75,23 +76,23 @@ class TrainConfig(NamedTuple):
 
 def _check_config(config: TrainConfig, num_train: int):
     if config.loss not in LOSSES:
-        raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {config.loss!r}")
+        raise InputError(f"loss must be one of {tuple(LOSSES)}, got {config.loss!r}")
     if config.optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
+        raise InputError(f"optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
     for name in ("epochs", "batch_size", "eval_batch_size"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+            raise InputError(f"{name} must be a positive int, got {value!r}")
     if not config.learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0, got {config.learning_rate!r}")
+        raise InputError(f"learning_rate must be > 0, got {config.learning_rate!r}")
     if not 0 < config.lr_decay <= 1:
-        raise ValueError(f"lr_decay must be in (0, 1], got {config.lr_decay!r}")
+        raise InputError(f"lr_decay must be in (0, 1], got {config.lr_decay!r}")
     if not config.reg >= 0:
-        raise ValueError(f"reg must be >= 0, got {config.reg!r}")
+        raise InputError(f"reg must be >= 0, got {config.reg!r}")
     if config.patience is not None and config.patience < 1:
-        raise ValueError(f"patience must be a positive int or None, got {config.patience!r}")
+        raise InputError(f"patience must be a positive int or None, got {config.patience!r}")
     if config.batch_size > num_train:
-        raise ValueError(
+        raise InputError(
             f"batch_size={config.batch_size} is larger than the training set ({num_train} examples); "
             f"use --batch-size <= {num_train}"
         )
@@ -115,17 +116,17 @@ def _check_data(model: Model, data: dict) -> None:
     """Train/val splits present, finite, non-empty, labelled in range of the model's classes."""
     missing = [k for k in ("X_train", "y_train", "X_val", "y_val") if k not in data]
     if missing:
-        raise ValueError(f"data must be a split dict with X_train, y_train, X_val, y_val; missing {missing}")
+        raise InputError(f"data must be a split dict with X_train, y_train, X_val, y_val; missing {missing}")
     X_train = np.asarray(data["X_train"])
     if X_train.ndim < 2 or X_train.shape[0] == 0:
-        raise ValueError(f"X_train must be a non-empty batch of shape (N, ...), got shape {X_train.shape}")
+        raise InputError(f"X_train must be a non-empty batch of shape (N, ...), got shape {X_train.shape}")
     num_classes = _num_classes(model, X_train.shape[1:], X_train.dtype)
     for part in ("train", "val"):
         X, y = data[f"X_{part}"], data[f"y_{part}"]
         if part == "val" and np.size(y) == 0:
             continue  # no validation split: model selection falls back to train accuracy
         if part == "val" and np.shape(X)[1:] != X_train.shape[1:]:
-            raise ValueError(
+            raise InputError(
                 f"X_val examples must have the shape of X_train's {X_train.shape[1:]}, got {np.shape(X)[1:]}"
             )
         try:
@@ -156,7 +157,7 @@ def _check_resume(resume: TrainState, fresh: TrainState) -> None:
     for name in ("params", "state", "opt_state", "best_params", "best_state"):
         problem = _describe_mismatch(name, getattr(resume, name), getattr(fresh, name))
         if problem:
-            raise ValueError(f"resume: {problem}; it comes from a different model or optimizer")
+            raise InputError(f"resume: {problem}; it comes from a different model or optimizer")
 
 
 def make_optimizer(name: str, learning_rate, lr_decay=1.0, steps_per_epoch=1) -> optax.GradientTransformation:
@@ -429,9 +430,9 @@ def _data_parallel(devices, batch_size):
         return None
     available = jax.devices()
     if not isinstance(devices, int) or devices < 1 or devices > len(available):
-        raise ValueError(f"devices must be between 1 and the {len(available)} available device(s), got {devices!r}")
+        raise InputError(f"devices must be between 1 and the {len(available)} available device(s), got {devices!r}")
     if batch_size % devices:
-        raise ValueError(
+        raise InputError(
             f"batch_size={batch_size} must be divisible by devices={devices} to split each minibatch evenly"
         )
     mesh = jax.sharding.Mesh(np.array(available[:devices]), ("batch",))
@@ -463,7 +464,7 @@ def sweep(
     num_train = len(y_train)
     _check_config(config, num_train)
     if np.size(learning_rates) == 0 or np.size(regs) == 0:
-        raise ValueError(f"sweep needs at least one learning rate and one reg, got {learning_rates!r} and {regs!r}")
+        raise InputError(f"sweep needs at least one learning rate and one reg, got {learning_rates!r} and {regs!r}")
     lr_grid, reg_grid = (
         a.reshape(-1)
         for a in np.meshgrid(np.asarray(learning_rates, np.float32), np.asarray(regs, np.float32), indexing="ij")
