@@ -6,49 +6,35 @@ import numpy as np
 import optax
 import pytest
 
-from jaxnets import data, gradcheck, layers, losses, manual_grads, models, train
+from jaxnets import data, gradcheck, layers, losses, manual_grads, models, presets, train
 from jaxnets.gradcheck import rel_error
 
-# (factory, input shape, loss): each model in the variants a user would build.
+# (factory, input shape, loss): each registered model's gradcheck variant (the one
+# `jaxnets gradcheck --model NAME` checks), plus variants a user would also build.
 MODELS = {
-    "linear_svm": (lambda ops: models.linear_classifier(4, ops=ops), (6,), "svm"),
-    "linear_softmax": (lambda ops: models.linear_classifier(4, ops=ops), (2, 3), "softmax"),
-    "two_layer": (lambda ops: models.two_layer_net(7, 4, weight_scale=0.5, ops=ops), (6,), "softmax"),
-    "fc": (lambda ops: models.fc_net([6, 5], 4, ops=ops), (6,), "softmax"),
-    "fc_batchnorm_dropout": (
-        lambda ops: models.fc_net([6, 5], 4, normalization="batchnorm", dropout=0.3, ops=ops),
-        (6,),
-        "softmax",
-    ),
-    "fc_layernorm_dropout": (
+    name.replace("-", "_"): (p.gradcheck.factory, p.gradcheck.input_shape, p.loss)
+    for name, p in presets.REGISTRY.items()
+    if p.gradcheck is not None
+}
+MODELS.update(
+    fc_plain=(lambda ops: models.fc_net([6, 5], 4, ops=ops), (6,), "softmax"),
+    fc_layernorm_dropout=(
         lambda ops: models.fc_net([6, 5], 4, normalization="layernorm", dropout=0.3, ops=ops),
         (6,),
         "softmax",
     ),
-    "digits_cnn": (lambda ops: models.digits_cnn((5, 6), ops=ops), (1, 8, 8), "squared_error"),
-    "three_layer_convnet": (lambda ops: models.three_layer_convnet(3, 3, 6, 4, ops=ops), (2, 6, 6), "softmax"),
-    "convnet_batchnorm": (lambda ops: models.convnet((3, 4), (5,), 4, dropout=0.2, ops=ops), (2, 8, 8), "softmax"),
-    "convnet_avgpool": (
+    convnet_avgpool=(
         lambda ops: models.convnet((3,), (), 4, normalization=None, pool="avg", ops=ops),
         (1, 4, 4),
         "softmax",
     ),
-}
+)
 
 
 def assert_grads_agree(a, b, bar, zero_atol=1e-14):
-    """rel_error on every gradient entry that is not an exact zero of the math.
-
-    Some entries are exactly 0 in exact arithmetic (a bias right before batch norm, whose mean
-    subtraction cancels it; a unit that dropout removed for the whole batch) and come out as
-    rounding residue ~1e-17 on both sides; the relative measure of two residues is meaningless,
-    so there only the absolute error counts.
-    """
+    """``gradcheck.grad_error`` per parameter: relative, except exact zeros of the math (absolute)."""
     for k in a:
-        x, y = np.asarray(a[k]), np.asarray(b[k])
-        zero = np.maximum(np.abs(x), np.abs(y)) < max(zero_atol, 1e-12)
-        assert np.all(np.abs(x - y)[zero] < zero_atol), k
-        assert rel_error(x[~zero], y[~zero]) < bar, k
+        assert gradcheck.grad_error(a[k], b[k], zero_atol) < bar, k
 
 
 def _batch(rng, input_shape, loss, n=6):
@@ -76,24 +62,14 @@ def test_whole_model_manual_matches_autodiff(name, x64, rng):
     assert_grads_agree(auto_grads, manual_grads_, 1e-10)
 
 
-@pytest.mark.parametrize(
-    "name, h", [("two_layer", 1e-5), ("fc_batchnorm_dropout", 1e-5), ("three_layer_convnet", 1e-4)]
-)
-def test_whole_model_manual_matches_numeric(name, h, x64, rng):
-    factory, input_shape, loss = MODELS[name]
-    model = factory(manual_grads)
-    params, state = model.init(jax.random.key(1), input_shape)
-    params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
-    x, y = _batch(rng, input_shape, loss, n=4)
-
-    def f(p):
-        return train.loss_fn(model, p, state, x, y, reg=0.1, key=jax.random.key(3), loss=loss, loss_ops=manual_grads)[0]
-
-    # Smaller steps than for single layers: a whole net's relu inputs are harder to keep 2h
-    # away from the kink (chosen per net: the smallest step whose rounding noise ~eps |f| / h
-    # stays under the bar). Numeric zeros carry that noise, so they compare absolutely.
-    numeric = gradcheck.numeric_grads(f, (params,), (0,), h=h)[0]
-    assert_grads_agree(jax.grad(f)(params), numeric, 1e-7, zero_atol=1e-9)
+@pytest.mark.parametrize("name", ["two-layer", "fc", "three-layer-convnet"])
+def test_whole_model_manual_matches_numeric(name):
+    """The check `jaxnets gradcheck --model NAME` prints: every parameter within both bars."""
+    report = presets.model_gradcheck(name, seed=0)
+    assert report["errors"] and set(report["errors"]) >= {"W1", "b1"}
+    for param, errors in report["errors"].items():
+        assert errors["autodiff"] < gradcheck.AUTODIFF_BAR, (param, errors)
+        assert errors["numeric"] < gradcheck.NUMERIC_BAR, (param, errors)
 
 
 def test_batchnorm_running_stats_move_in_training_and_are_used_at_inference(rng):

@@ -1,0 +1,170 @@
+"""Run directories of named models: what a run records, how it resumes, what it reports.
+
+A run directory holds ``config.json`` (the resolved configuration and how it was asked for),
+``checkpoint.npz`` and ``metrics.json``; a sweep directory holds ``sweep.json``. These functions
+check a directory before anything is written to it, so bad input never damages an earlier run.
+Messages spell options with ``name`` (the command passes one that writes ``--out`` for ``out``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxnets import checkpoints, presets, train
+from jaxnets.errors import InputError
+
+__all__ = [
+    "RESUMABLE",
+    "read_json",
+    "fresh_out",
+    "default_out",
+    "config_record",
+    "resume_config",
+    "check_resume",
+    "metrics",
+    "sweep_summary",
+]
+
+#: Options that may differ when a run is resumed: they do not change what is computed.
+RESUMABLE = frozenset({"epochs", "data_dir", "devices"})
+
+
+def _identity(option: str) -> str:
+    return option
+
+
+def read_json(path: Path) -> dict:
+    """The JSON object in ``path`` (``InputError`` if it is corrupt)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON ({e}); it is corrupt") from None
+
+
+def fresh_out(out: Path, markers: tuple[str, ...], resume_hint: bool, *, name: Callable = _identity) -> Path:
+    """``out`` after checking it holds no earlier run (none of ``markers``), so nothing gets overwritten."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{name('out')} {out} is a file, not a directory; choose another {name('out')}")
+    found = [m for m in markers if (out / m).exists()]
+    if found:
+        hint = f"pass {name('resume')} to continue it, or " if resume_hint else ""
+        raise InputError(f"{name('out')} {out} already holds a run ({found[0]}); {hint}choose another {name('out')}")
+    return out
+
+
+def default_out(prefix: str, root: Path = Path("runs")) -> Path:
+    """``root/<prefix>-<timestamp>``, numbered if that exists."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out, n = root / f"{prefix}-{stamp}", 2
+    while out.exists():
+        out, n = root / f"{prefix}-{stamp}-{n}", n + 1
+    return out
+
+
+def config_record(cfg: dict, given: dict, argv: list[str], command: str) -> dict:
+    """The contents of ``config.json``: the resolved configuration and what was given."""
+    from jaxnets import __version__
+
+    return {
+        "command": command,
+        "argv": argv,
+        "jaxnets_version": __version__,
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "given": given,
+        "config": cfg,
+        "model_config": presets.model_config(cfg),
+    }
+
+
+def resume_config(out: Path, given: dict, *, name: Callable = _identity) -> tuple[dict, dict]:
+    """The saved configuration of the run in ``out`` updated with the ``RESUMABLE`` options in ``given``,
+    and its record; any other option given must agree with the saved one."""
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        raise InputError(f"{name('resume')}: {out} holds no run (no config.json); start one without {name('resume')}")
+    record = read_json(path)
+    saved = record.get("config")
+    if not isinstance(saved, dict) or "model" not in saved:
+        raise InputError(f"{path}: has no 'config' of a jaxnets train run; it is corrupt")
+    for dest, value in given.items():
+        if dest not in RESUMABLE and json.loads(json.dumps(value)) != saved.get(dest):
+            raise InputError(
+                f"{name(dest)} {value} conflicts with the saved run's {dest}={saved.get(dest)} in {path}; "
+                f"drop it to resume (only {name('epochs')} may change), or start a new run with another {name('out')}"
+            )
+    return {**saved, **{k: v for k, v in given.items() if k in RESUMABLE}}, record
+
+
+def check_resume(ckpt: Path, cfg: dict, *, resume: bool, name: Callable = _identity) -> None:
+    """Check, before any data is loaded, that ``ckpt`` is a readable checkpoint of ``cfg``'s model
+    (when ``resume``: that it exists and has fewer than ``cfg["epochs"]`` epochs)."""
+    if resume and not Path(ckpt).is_file():
+        raise InputError(
+            f"{name('resume')}: {Path(ckpt).parent} has no {checkpoints.CHECKPOINT_NAME}; start a new run with "
+            f"another {name('out')}"
+        )
+    meta = checkpoints.read_checkpoint_meta(ckpt)
+    checkpoints.check_model(ckpt, meta, cfg["model"], presets.model_config(cfg))
+    if resume and meta["epoch"] >= cfg["epochs"]:
+        done = meta["epoch"]
+        raise InputError(
+            f"{name('resume')}: the run in {Path(ckpt).parent} already has {done} epochs; pass {name('epochs')} N "
+            f"with N > {done} to train longer"
+        )
+
+
+def metrics(cfg: dict, ts: train.TrainState, test_acc: float, wall: float, device: str) -> dict:
+    """The contents of ``metrics.json`` for a finished (or stopped) run."""
+    history = ts.history
+    val = np.asarray(history["val_acc"], dtype=float)
+    best_epoch = int(np.nanargmax(val)) + 1 if val.size and np.isfinite(val).any() else None
+    return {
+        "model": cfg["model"],
+        "data": cfg["data"],
+        "test_accuracy": test_acc,
+        "val_accuracy": float(ts.best_val_acc) if ts.epoch else None,
+        "train_accuracy": history["train_acc"][best_epoch - 1] if best_epoch else None,
+        "best_epoch": best_epoch,
+        "epochs_completed": int(ts.epoch),
+        "stopped": history.get("stopped"),
+        "wall_time_s": wall,
+        "train_time_s": float(sum(history["epoch_time"])),
+        "device": device,
+        "history": history,
+    }
+
+
+def sweep_summary(result: dict, lrs: list[float], regs: list[float], model, split: dict) -> dict:
+    """Rows, val-accuracy grid and best configuration (with its test accuracy) of ``train.sweep``'s result.
+
+    Grid values are reported as asked for (float32 gives back e.g. 0.0010000000474974513).
+    """
+    as_given = lambda v, grid: min(grid, key=lambda g: abs(g - v))
+    columns = (result[k].tolist() for k in ("learning_rate", "reg", "train_acc", "val_acc"))
+    rows = sorted((as_given(lr, lrs), as_given(reg, regs), tr, va) for lr, reg, tr, va in zip(*columns, strict=True))
+    val = np.nan_to_num(np.asarray(result["val_acc"], dtype=float), nan=-1.0)
+    best = int(np.argmax(val))
+    pick = lambda tree: jax.tree_util.tree_map(lambda a: a[best], tree)
+    test_acc = train.accuracy(model, pick(result["params"]), pick(result["state"]), split["X_test"], split["y_test"])
+    grid = np.full((len(lrs), len(regs)), np.nan)
+    for lr, reg, _, val_acc in rows:
+        grid[lrs.index(lr), regs.index(reg)] = val_acc
+    return {
+        "rows": rows,
+        "grid": grid,
+        "results": [{"lr": lr, "reg": reg, "train_accuracy": t, "val_accuracy": v} for lr, reg, t, v in rows],
+        "best": {
+            "lr": as_given(float(result["learning_rate"][best]), lrs),
+            "reg": as_given(float(result["reg"][best]), regs),
+            "val_accuracy": float(val[best]),
+            "train_accuracy": float(result["train_acc"][best]),
+            "test_accuracy": test_acc,
+        },
+    }
