@@ -179,6 +179,13 @@ def _add_optim_args(p: argparse.ArgumentParser, sweep: bool) -> None:
              type=_positive_int, metavar="N")
 
 
+def _add_output(p: argparse.ArgumentParser, out_help: str, quiet_help: str):
+    g = p.add_argument_group("output")
+    _opt(g, "--out", out_help, metavar="DIR")
+    _opt(g, "--quiet", quiet_help, action="store_true", default=False)
+    return g
+
+
 def _command(sub, name: str, run, help: str, description: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(run=run)
@@ -200,12 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
                   "from it).\nExit status: 0 done, 1 training diverged (or a bug), 2 bad input.")
     _add_model_args(tr, "fc")
     _add_optim_args(tr, sweep=False)
-    g = tr.add_argument_group("output")
-    _opt(g, "--out", "run directory (default runs/<model>-<data>-<timestamp>)", metavar="DIR")
+    g = _add_output(tr, "run directory (default runs/<model>-<data>-<timestamp>)",
+                    "no progress bar or per-epoch lines; still print the test accuracy")
     _opt(g, "--resume", "continue the run in --out DIR from its checkpoint (only --epochs may change, to train "
          "longer)", action="store_true", default=False)
-    _opt(g, "--quiet", "no progress bar or per-epoch lines; still print the test accuracy", action="store_true",
-         default=False)
 
     sw = _command(sub, "sweep", _cmd_sweep,
                   "grid-search learning rate x reg, all configurations trained at once (vmap)",
@@ -213,9 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                   "compiled program).\n\nWrites sweep.json and sweep.png (val accuracy heat map) under --out.")
     _add_model_args(sw, "two-layer")
     _add_optim_args(sw, sweep=True)
-    g = sw.add_argument_group("output")
-    _opt(g, "--out", "output directory (default runs/sweep-<model>-<data>-<timestamp>)", metavar="DIR")
-    _opt(g, "--quiet", "print only the best configuration and its test accuracy", action="store_true", default=False)
+    _add_output(sw, "output directory (default runs/sweep-<model>-<data>-<timestamp>)",
+                "print only the best configuration and its test accuracy")
 
     ev = _command(sub, "evaluate", _cmd_evaluate, "test accuracy and confusion matrix of a saved run",
                   "Rebuild a run's model from its config.json, print its test accuracy and confusion matrix, and "

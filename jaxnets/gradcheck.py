@@ -416,22 +416,20 @@ def check_vjp(
 def assert_vjp_close(
     reference: Callable,
     candidate: Callable,
-    args: tuple,
-    argnums: tuple[int, ...] = (0,),
-    seed: int = 0,
-    *,
+    *check_args,
     autodiff_bar: float = AUTODIFF_BAR,
     numeric_bar: float = NUMERIC_BAR,
     **kwargs,
 ) -> dict[str, float]:
     """``check_vjp`` for pytest: raise ``AssertionError`` (with all three errors) if one is over its bar.
 
-    The forward must agree to 1e-12 and the VJP to ``autodiff_bar`` / ``numeric_bar``.
+    Takes ``check_vjp``'s arguments; the forward must agree to 1e-12 and the VJP to ``autodiff_bar`` /
+    ``numeric_bar``.
 
     >>> assert_vjp_close(jnp.sin, jnp.sin, (np.array([0.3, 1.2]),))["autodiff"]
     0.0
     """
-    errors = check_vjp(reference, candidate, args, argnums, seed, **kwargs)
+    errors = check_vjp(reference, candidate, *check_args, **kwargs)
     over = [
         name
         for name, bar in (("forward", 1e-12), ("autodiff", autodiff_bar), ("numeric", numeric_bar))
