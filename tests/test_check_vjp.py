@@ -94,3 +94,17 @@ def test_project_cases_go_through_check_vjp(monkeypatch):
     assert gradcheck.check_case(case, 0)["autodiff"] < AUTODIFF_BAR
     assert calls == [case.argnums]
     assert jax.config.read("jax_enable_x64") is False  # float64 only inside the check
+
+
+def test_the_readme_example_runs():
+    """The README's "Gradient checks" example, run as written."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Gradient checks") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    errors = namespace["errors"]
+    assert errors["forward"] == 0.0 and errors["autodiff"] < 1e-14 and errors["numeric"] < 1e-9
