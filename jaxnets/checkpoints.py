@@ -146,7 +146,7 @@ def check_model(path, meta: dict, model_name: str | None, model_config: dict | N
     if model_name is not None and meta.get("model") != model_name:
         raise InputError(
             f"{path}: checkpoint is from model {meta.get('model')!r}, not {model_name!r}; "
-            f"evaluate/resume it with --model {meta.get('model')} or use another checkpoint"
+            f"evaluate/resume it as model {meta.get('model')!r} or use another checkpoint"
         )
     if model_config is not None and meta.get("model_config") != json_ready(model_config):
         raise InputError(

@@ -51,7 +51,6 @@ __all__ = [
     "batchnorm_inference_forward",
     "update_running_stats",
     "WindowParam",
-    "window_patches",
     "window_slices",
     "conv_patches",
 ]
@@ -76,7 +75,7 @@ def _check_shape(name, x, expected):
         raise InputError(f"{name} must have shape {tuple(expected)}, got shape {jnp.shape(x)}")
 
 
-def _check_norm_params(x, gamma, beta, features, layout):
+def _check_norm_params(x, gamma, beta, features):
     _check_float("x", x)
     _check_shape("gamma", gamma, (features,))
     _check_shape("beta", beta, (features,))
@@ -191,18 +190,6 @@ def _stack_windows(x_pad, param: WindowParam, axis, hw_axes):
     cols = jnp.stack([strided(x_pad, w_axis, j, Wo) for j in range(WW)], axis=axis)
     shift = 1 if h_axis >= axis else 0  # the new WW axis may sit before the height axis
     return jnp.stack([strided(cols, h_axis + shift, i, Ho) for i in range(HH)], axis=axis)
-
-
-def window_patches(x, param: WindowParam):
-    """im2col per image: every window of ``x`` (N, C, H, W), stacked -> ``(N, C, HH*WW, H', W')``.
-
-    Entry ``[n, c, i*WW + j, h, w]`` is ``x_pad[n, c, h*stride + i, w*stride + j]``.
-    """
-    N, C, _, _ = param.input_shape
-    Ho, Wo = param.out_hw
-    HH, WW = param.size
-    windows = _stack_windows(_pad_hw(x, param.pad), param, axis=2, hw_axes=(2, 3))  # (N, C, HH, WW, H', W')
-    return windows.reshape(N, C, HH * WW, Ho, Wo)
 
 
 def conv_patches(x, param: WindowParam):
@@ -328,7 +315,7 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5):
            [ 1.]], dtype=float32)
     """
     _check_ndim("x", x, (2,), "N, D")
-    _check_norm_params(x, gamma, beta, jnp.shape(x)[1], "N, D")
+    _check_norm_params(x, gamma, beta, jnp.shape(x)[1])
     x_hat, xc, inv_std = _normalize(x, 0, eps)
     return gamma * x_hat + beta, (x_hat, xc, inv_std, gamma)
 
@@ -359,7 +346,7 @@ def spatial_batchnorm_forward(x, gamma, beta, eps=1e-5):
     (2, 3, 4, 4)
     """
     _check_ndim("x", x, (4,), "N, C, H, W")
-    _check_norm_params(x, gamma, beta, jnp.shape(x)[1], "N, C, H, W")
+    _check_norm_params(x, gamma, beta, jnp.shape(x)[1])
     out, cache = batchnorm_forward(nchw_to_rows(x), gamma, beta, eps)
     return rows_to_nchw(out, x.shape), cache
 
@@ -379,7 +366,7 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     Array([[-1.,  1.]], dtype=float32)
     """
     _check_ndim("x", x, (2,), "N, D")
-    _check_norm_params(x, gamma, beta, jnp.shape(x)[1], "N, D")
+    _check_norm_params(x, gamma, beta, jnp.shape(x)[1])
     x_hat, xc, inv_std = _normalize(x, 1, eps)
     return gamma * x_hat + beta, (x_hat, xc, inv_std, gamma)
 
@@ -401,7 +388,7 @@ def groupnorm_forward(x, gamma, beta, groups, eps=1e-5):
     """
     _check_ndim("x", x, (4,), "N, C, H, W")
     N, C, H, W = jnp.shape(x)
-    _check_norm_params(x, gamma, beta, C, "N, C, H, W")
+    _check_norm_params(x, gamma, beta, C)
     if not isinstance(groups, int) or groups < 1 or C % groups:
         raise InputError(f"groups must be a positive int dividing C={C}, got {groups!r}")
     xg = jnp.reshape(x, (N, groups, C // groups, H, W))
@@ -430,7 +417,7 @@ def batchnorm_inference_forward(x, gamma, beta, running_mean, running_var, eps=1
     Array([[1.]], dtype=float32)
     """
     _check_ndim("x", x, (2, 4), "N, D or N, C, H, W")
-    _check_norm_params(x, gamma, beta, jnp.shape(x)[1], "")
+    _check_norm_params(x, gamma, beta, jnp.shape(x)[1])
     _check_shape("running_mean", running_mean, (jnp.shape(x)[1],))
     _check_shape("running_var", running_var, (jnp.shape(x)[1],))
     shape = _channel_shape(x)

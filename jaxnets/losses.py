@@ -110,7 +110,7 @@ def squared_error_forward(pred, target):
       pred, target: (N, ...) arrays of one shape.
 
     Returns:
-      ``loss`` and ``cache = (diff, N)`` with ``diff = pred - target``.
+      ``loss`` and ``cache = diff = pred - target``.
 
     >>> float(squared_error_forward(jnp.array([[1.0], [3.0]]), jnp.zeros((2, 1)))[0])
     2.5

@@ -270,7 +270,7 @@ def _place_windows(pieces, param: WindowParam):
 
 
 def fold_patches(dcols, param: WindowParam):
-    """col2im, the adjoint of ``layers.window_patches``: add each window's gradient back in place.
+    """col2im, the adjoint of stacking every window (im2col): add each window's gradient back in place.
 
     Args:
       dcols: (N, C, HH*WW, H', W') gradient with respect to the windows.

@@ -94,7 +94,7 @@ def _check_config(config: TrainConfig, num_train: int):
     if config.batch_size > num_train:
         raise InputError(
             f"batch_size={config.batch_size} is larger than the training set ({num_train} examples); "
-            f"use --batch-size <= {num_train}"
+            f"use batch_size <= {num_train}"
         )
 
 
