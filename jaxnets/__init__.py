@@ -29,10 +29,11 @@ __all__ = [
     "presets",
     "runs",
     "train",
+    "typing",
 ]
 __version__ = "0.1.0"
 
-_LAZY = {"checkpoints", "cli", "files", "models", "plots", "presets", "runs", "train"}
+_LAZY = {"checkpoints", "cli", "files", "models", "plots", "presets", "runs", "train", "typing"}
 
 
 def __getattr__(name: str):

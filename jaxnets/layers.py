@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from jaxnets.errors import InputError, InputTypeError
+from jaxnets.typing import Array, Cache
 
 __all__ = [
     "affine",
@@ -130,7 +132,7 @@ def _window_param(x, size, stride, pad, what):
     return WindowParam((HH, WW), stride, pad, (N, C, H, W))
 
 
-def window_slices(x_pad, param: WindowParam, axes=(2, 3)):
+def window_slices(x_pad, param: WindowParam, axes=(2, 3)) -> list[Array]:
     """Strided views, one per kernel offset: ``views[i*WW + j][..., h, w] = x_pad[..., i + s*h, j + s*w]``.
 
     ``s`` is ``param.stride``.
@@ -192,7 +194,7 @@ def _stack_windows(x_pad, param: WindowParam, axis, hw_axes):
     return jnp.stack([strided(cols, h_axis + shift, i, Ho) for i in range(HH)], axis=axis)
 
 
-def conv_patches(x, param: WindowParam):
+def conv_patches(x, param: WindowParam) -> Array:
     """im2col matrix: ``cols[(c, i, j), (n, h, w)] = x_pad[n, c, h*s + i, w*s + j]``, rows and columns row-major.
 
     One column per output pixel, so a convolution is one matrix product
@@ -223,7 +225,7 @@ def conv_patches(x, param: WindowParam):
 # Affine and activations.
 
 
-def affine_forward(x, w, b):
+def affine_forward(x, w, b) -> tuple[Array, Cache]:
     """``out = x.reshape(N, D) @ w + b``.
 
     Args:
@@ -252,7 +254,7 @@ def affine_forward(x, w, b):
     return out, (x, w)
 
 
-def relu_forward(x):
+def relu_forward(x) -> tuple[Array, Cache]:
     """``out = max(0, x)``; cache ``x``.
 
     >>> relu_forward(jnp.array([-1.0, 2.0]))[0]
@@ -262,7 +264,7 @@ def relu_forward(x):
     return jnp.maximum(x, 0), x
 
 
-def sigmoid_forward(x):
+def sigmoid_forward(x) -> tuple[Array, Cache]:
     """``out = 1 / (1 + exp(-x))``; cache ``out`` (the derivative is ``out (1 - out)``).
 
     >>> sigmoid_forward(jnp.array([0.0]))[0]
@@ -273,7 +275,7 @@ def sigmoid_forward(x):
     return out, out
 
 
-def tanh_forward(x):
+def tanh_forward(x) -> tuple[Array, Cache]:
     """``out = tanh(x)``; cache ``out`` (the derivative is ``1 - out**2``).
 
     >>> tanh_forward(jnp.array([0.0]))[0]
@@ -297,7 +299,7 @@ def _normalize(x, axes, eps):
     return xc * inv_std, xc, inv_std
 
 
-def batchnorm_forward(x, gamma, beta, eps=1e-5):
+def batchnorm_forward(x, gamma, beta, eps=1e-5) -> tuple[Array, Cache]:
     """Train-mode batch norm: ``out = gamma * (x - mu_B) / sqrt(var_B + eps) + beta``.
 
     Statistics are over the batch axis, with the biased variance.
@@ -320,19 +322,19 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5):
     return gamma * x_hat + beta, (x_hat, xc, inv_std, gamma)
 
 
-def nchw_to_rows(x):
+def nchw_to_rows(x) -> Array:
     """(N, C, H, W) -> (N*H*W, C): one row per pixel, so per-channel statistics are per column."""
     N, C, H, W = x.shape
     return jnp.transpose(x, (0, 2, 3, 1)).reshape(N * H * W, C)
 
 
-def rows_to_nchw(rows, shape):
+def rows_to_nchw(rows, shape) -> Array:
     """Inverse of ``nchw_to_rows`` for an NCHW ``shape``."""
     N, C, H, W = shape
     return jnp.transpose(rows.reshape(N, H, W, C), (0, 3, 1, 2))
 
 
-def spatial_batchnorm_forward(x, gamma, beta, eps=1e-5):
+def spatial_batchnorm_forward(x, gamma, beta, eps=1e-5) -> tuple[Array, Cache]:
     """Batch norm per channel of an NCHW input: statistics over N, H and W.
 
     Args:
@@ -351,7 +353,7 @@ def spatial_batchnorm_forward(x, gamma, beta, eps=1e-5):
     return rows_to_nchw(out, x.shape), cache
 
 
-def layernorm_forward(x, gamma, beta, eps=1e-5):
+def layernorm_forward(x, gamma, beta, eps=1e-5) -> tuple[Array, Cache]:
     """Layer norm: ``out = gamma * (x - mu_n) / sqrt(var_n + eps) + beta``, statistics per sample.
 
     Args:
@@ -371,7 +373,7 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     return gamma * x_hat + beta, (x_hat, xc, inv_std, gamma)
 
 
-def groupnorm_forward(x, gamma, beta, groups, eps=1e-5):
+def groupnorm_forward(x, gamma, beta, groups, eps=1e-5) -> tuple[Array, Cache]:
     """Group norm: normalise each sample over each group of ``C // groups`` channels and H, W.
 
     Args:
@@ -402,7 +404,7 @@ def _channel_shape(x):
     return (1, -1) if jnp.ndim(x) == 2 else (1, -1, 1, 1)
 
 
-def batchnorm_inference_forward(x, gamma, beta, running_mean, running_var, eps=1e-5):
+def batchnorm_inference_forward(x, gamma, beta, running_mean, running_var, eps=1e-5) -> tuple[Array, Cache]:
     """Inference-mode batch norm with running statistics: ``gamma (x - rm) / sqrt(rv + eps) + beta``.
 
     Args:
@@ -426,7 +428,7 @@ def batchnorm_inference_forward(x, gamma, beta, running_mean, running_var, eps=1
     return gamma.reshape(shape) * x_hat + beta.reshape(shape), (x_hat, inv_std, gamma)
 
 
-def update_running_stats(running_mean, running_var, x, momentum=0.9):
+def update_running_stats(running_mean, running_var, x, momentum=0.9) -> tuple[Array, Array]:
     """``running = momentum * running + (1 - momentum) * batch`` for the mean and biased variance.
 
     Statistics are per feature for 2-D ``x`` (N, D) and per channel for NCHW ``x``. Running
@@ -452,7 +454,7 @@ def update_running_stats(running_mean, running_var, x, momentum=0.9):
 # Dropout.
 
 
-def check_dropout_rate(rate, name="rate"):
+def check_dropout_rate(rate, name="rate") -> None:
     """Raise ``ValueError`` unless ``rate`` (a drop probability) is a number in [0, 1)."""
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
         raise InputError(f"{name} (the drop probability) must be a number in [0, 1), got {rate!r}")
@@ -482,7 +484,7 @@ def _random_bits(key, shape):
     return bits(key)
 
 
-def dropout_forward(x, key, rate):
+def dropout_forward(x, key, rate) -> tuple[Array, Cache]:
     """Inverted dropout: ``out = x * mask / (1 - rate)``, ``mask ~ Bernoulli(1 - rate)``.
 
     The mask is ``bits < (1 - rate) 2^32`` with uniform 32-bit ``bits`` drawn from ``key``.
@@ -519,7 +521,7 @@ def dropout_forward(x, key, rate):
 # Convolution and pooling.
 
 
-def conv2d_forward(x, w, b, stride=1, pad=0):
+def conv2d_forward(x, w, b, stride=1, pad=0) -> tuple[Array, Cache]:
     """Cross-correlation with symmetric zero padding: ``out[n,f] = sum_c x_pad[n,c] * w[f,c] + b[f]``.
 
     Computed as im2col: ``out = w.reshape(F, C*HH*WW) @ conv_patches(x)`` (one large matrix
@@ -568,7 +570,7 @@ def _pool_param(x, size, stride):
     return _window_param(x, (size, size), stride, 0, "pool")
 
 
-def max_pool2d_forward(x, size=2, stride=2):
+def max_pool2d_forward(x, size=2, stride=2) -> tuple[Array, Cache]:
     """Max pooling: ``out[n,c,h,w] = max over the size x size window at (h*stride, w*stride)``.
 
     ``argmax`` comes from the ``size*size`` strided views of ``x`` stacked as windows, and ``out``
@@ -598,7 +600,7 @@ def max_pool2d_forward(x, size=2, stride=2):
     return out, (argmax, param)
 
 
-def avg_pool2d_forward(x, size=2, stride=2):
+def avg_pool2d_forward(x, size=2, stride=2) -> tuple[Array, Cache]:
     """Average pooling: ``out[n,c,h,w] = mean of the size x size window at (h*stride, w*stride)``.
 
     Returns:
@@ -619,7 +621,7 @@ def avg_pool2d_forward(x, size=2, stride=2):
 # Primals: what models call and jax.grad differentiates.
 
 
-def primal_of(forward):
+def primal_of(forward) -> Callable[..., Array]:
     """The primal ``f(*args) = forward(*args)[0]`` of a ``*_forward`` function, with its signature."""
 
     def primal(*args, **kwargs):

@@ -13,6 +13,7 @@ import numpy as np
 
 from jaxnets.errors import InputError, InputTypeError
 from jaxnets.layers import primal_of
+from jaxnets.typing import Array, Cache
 
 __all__ = [
     "softmax_loss",
@@ -52,7 +53,7 @@ def _check_scores_labels(scores, y):
             )
 
 
-def softmax_loss_forward(scores, y):
+def softmax_loss_forward(scores, y) -> tuple[Array, Cache]:
     """``L = -mean_i log softmax(scores_i)[y_i]``, stable for large scores (log-sum-exp shift).
 
     Args:
@@ -71,7 +72,7 @@ def softmax_loss_forward(scores, y):
     return loss, (jnp.exp(log_probs), y)
 
 
-def svm_loss_forward(scores, y, delta=1.0):
+def svm_loss_forward(scores, y, delta=1.0) -> tuple[Array, Cache]:
     """Multiclass hinge: ``L = mean_i sum_{j != y_i} max(0, s_ij - s_iy_i + delta)``.
 
     Args:
@@ -103,7 +104,7 @@ def _check_same_shape(pred_name, pred, target_name, target):
         )
 
 
-def squared_error_forward(pred, target):
+def squared_error_forward(pred, target) -> tuple[Array, Cache]:
     """``L = (1 / 2N) sum (pred - target)^2`` (the L2 cost, averaged over the batch).
 
     Args:
@@ -120,7 +121,7 @@ def squared_error_forward(pred, target):
     return 0.5 * jnp.sum(diff * diff) / pred.shape[0], diff
 
 
-def sigmoid_bce_forward(logits, y):
+def sigmoid_bce_forward(logits, y) -> tuple[Array, Cache]:
     """``L = mean[softplus(z) - z y]``: binary cross-entropy on logits ``z``, ``softplus(z) = log(1 + e^z)``.
 
     softplus is evaluated as ``logaddexp(z, 0)``, finite for any ``|z|`` (no ``log(0)``) and
@@ -144,12 +145,12 @@ def sigmoid_bce_forward(logits, y):
     return loss, (z, y)
 
 
-def weight_keys(params):
+def weight_keys(params) -> list[str]:
     """The keys of ``params`` that are regularised: weight matrices, whose names start with W."""
     return sorted(k for k in params if k.startswith("W"))
 
 
-def l2_penalty_forward(params, reg):
+def l2_penalty_forward(params, reg) -> tuple[Array, Cache]:
     """``R = 0.5 * reg * sum_W sum W^2`` over the weights (keys starting with W) only.
 
     Returns:
@@ -161,7 +162,7 @@ def l2_penalty_forward(params, reg):
     return 0.5 * reg * sum(jnp.sum(params[k] ** 2) for k in weight_keys(params)), (params, reg)
 
 
-def l1_penalty_forward(params, reg):
+def l1_penalty_forward(params, reg) -> tuple[Array, Cache]:
     """``R = reg * sum_W sum |W|`` over the weights (keys starting with W) only.
 
     Returns:

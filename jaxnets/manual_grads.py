@@ -22,6 +22,7 @@ from jax import lax
 
 from jaxnets import layers, losses
 from jaxnets.layers import WindowParam
+from jaxnets.typing import Array, Grads, Params
 
 __all__ = [
     "affine_backward",
@@ -76,7 +77,7 @@ __all__ = [
 # Affine and activations.
 
 
-def affine_backward(dout, cache):
+def affine_backward(dout, cache) -> Grads:
     """``dx = dout w^T`` (reshaped like x), ``dw = x^T dout``, ``db = sum_n dout``.
 
     Args:
@@ -91,17 +92,17 @@ def affine_backward(dout, cache):
     return (dout @ w.T).reshape(x.shape), x_rows.T @ dout, jnp.sum(dout, axis=0)
 
 
-def relu_backward(dout, cache):
+def relu_backward(dout, cache) -> Grads:
     """``dx = dout * 1[x > 0]``."""
     return jnp.where(cache > 0, dout, 0)
 
 
-def sigmoid_backward(dout, cache):
+def sigmoid_backward(dout, cache) -> Grads:
     """``dx = dout * s (1 - s)`` with ``s = sigmoid(x)`` (the cached output)."""
     return dout * cache * (1 - cache)
 
 
-def tanh_backward(dout, cache):
+def tanh_backward(dout, cache) -> Grads:
     """``dx = dout * (1 - t^2)`` with ``t = tanh(x)`` (the cached output)."""
     return dout * (1 - cache * cache)
 
@@ -141,7 +142,7 @@ def _count(x, axes):
     return count
 
 
-def batchnorm_backward(dout, cache):
+def batchnorm_backward(dout, cache) -> Grads:
     """Chain rule node by node: ``dgamma = sum dout x_hat``, ``dbeta = sum dout``, then back
     through ``x_hat = xc inv_std``, ``inv_std = (var + eps)^-1/2``, ``var = mean xc^2``,
     ``xc = x - mu``, ``mu = mean x``.
@@ -158,7 +159,7 @@ def batchnorm_backward(dout, cache):
     return dx, jnp.sum(dout * x_hat, axis=0), jnp.sum(dout, axis=0)
 
 
-def batchnorm_backward_alt(dout, cache):
+def batchnorm_backward_alt(dout, cache) -> Grads:
     """Simplified: ``dx = gamma inv_std / N * (N dout - sum dout - x_hat sum(dout x_hat))``.
 
     Same arguments and results as ``batchnorm_backward``.
@@ -168,7 +169,7 @@ def batchnorm_backward_alt(dout, cache):
     return dx, jnp.sum(dout * x_hat, axis=0), jnp.sum(dout, axis=0)
 
 
-def spatial_batchnorm_backward(dout, cache):
+def spatial_batchnorm_backward(dout, cache) -> Grads:
     """``batchnorm_backward_alt`` on the (N*H*W, C) view of ``dout`` (N, C, H, W).
 
     Returns:
@@ -178,7 +179,7 @@ def spatial_batchnorm_backward(dout, cache):
     return layers.rows_to_nchw(dx_rows, dout.shape), dgamma, dbeta
 
 
-def layernorm_backward(dout, cache):
+def layernorm_backward(dout, cache) -> Grads:
     """Batch norm's closed form with the roles of the axes swapped (statistics per sample):
     ``dx = inv_std / D * (D dx_hat - sum_d dx_hat - x_hat sum_d(dx_hat x_hat))``, ``dx_hat = dout gamma``.
 
@@ -190,7 +191,7 @@ def layernorm_backward(dout, cache):
     return dx, jnp.sum(dout * x_hat, axis=0), jnp.sum(dout, axis=0)
 
 
-def groupnorm_backward(dout, cache):
+def groupnorm_backward(dout, cache) -> Grads:
     """Layer norm's closed form per (sample, group) over the group's channels and H, W.
 
     Args:
@@ -207,7 +208,7 @@ def groupnorm_backward(dout, cache):
     return dx, jnp.sum(dout * x_hat_nchw, axis=(0, 2, 3)), jnp.sum(dout, axis=(0, 2, 3))
 
 
-def batchnorm_inference_backward(dout, cache):
+def batchnorm_inference_backward(dout, cache) -> Grads:
     """Constant statistics: ``dx = dout gamma inv_std``, ``drunning_mean = -sum dx``,
     ``drunning_var = -1/2 sum dout gamma x_hat inv_std^2``.
 
@@ -236,7 +237,7 @@ def batchnorm_inference_backward(dout, cache):
 # Dropout.
 
 
-def dropout_backward(dout, cache):
+def dropout_backward(dout, cache) -> Grads:
     """``dx = dout * mask / (1 - rate)``: the gradient flows only through the kept units."""
     return dout * cache
 
@@ -269,7 +270,7 @@ def _place_windows(pieces, param: WindowParam):
     return sum(placed(i, j) for i in range(HH) for j in range(WW))
 
 
-def fold_patches(dcols, param: WindowParam):
+def fold_patches(dcols, param: WindowParam) -> Array:
     """col2im, the adjoint of stacking every window (im2col): add each window's gradient back in place.
 
     Args:
@@ -281,7 +282,7 @@ def fold_patches(dcols, param: WindowParam):
     return _place_windows([dcols[:, :, k] for k in range(dcols.shape[2])], param)
 
 
-def fold_conv_patches(dcols, param: WindowParam):
+def fold_conv_patches(dcols, param: WindowParam) -> Array:
     """col2im, the adjoint of ``layers.conv_patches``: add each column's gradient back to its window.
 
     Args:
@@ -303,7 +304,7 @@ def fold_conv_patches(dcols, param: WindowParam):
     return jnp.transpose(dx_cn, (1, 0, 2, 3))
 
 
-def conv2d_backward(dout, cache):
+def conv2d_backward(dout, cache) -> Grads:
     """``db = sum_{n,h,w} dout``, ``dw = (cols dout_mat^T)^T``, ``dx = col2im(w_mat^T dout_mat)``.
 
     With ``dout_mat`` = ``dout`` as (F, N*H'*W') and ``w_mat`` = ``w`` as (F, C*HH*WW): both
@@ -333,7 +334,7 @@ def _tiles(param: WindowParam):
     return param.pad == 0 and param.size == (param.stride, param.stride)
 
 
-def max_pool2d_backward(dout, cache):
+def max_pool2d_backward(dout, cache) -> Grads:
     """``dx`` = ``dout`` routed to the argmax of each window (first maximum on ties), 0 elsewhere.
 
     When the windows tile the input (stride == size) this is one select on the
@@ -356,7 +357,7 @@ def max_pool2d_backward(dout, cache):
     return _place_windows([jnp.where(argmax == k, dout, 0) for k in range(HH * WW)], param)
 
 
-def avg_pool2d_backward(dout, cache):
+def avg_pool2d_backward(dout, cache) -> Grads:
     """``dx`` = ``dout / (size * size)`` spread over each window (overlaps add up)."""
     param = cache
     HH, WW = param.size
@@ -371,7 +372,7 @@ def avg_pool2d_backward(dout, cache):
 # Losses.
 
 
-def softmax_loss_backward(dout, cache):
+def softmax_loss_backward(dout, cache) -> Grads:
     """``dscores = dout * (probs - onehot(y)) / N``.
 
     Returns:
@@ -381,7 +382,7 @@ def softmax_loss_backward(dout, cache):
     return dout * (probs - jax.nn.one_hot(y, probs.shape[1], dtype=probs.dtype)) / probs.shape[0]
 
 
-def svm_loss_backward(dout, cache):
+def svm_loss_backward(dout, cache) -> Grads:
     """``dscores_ij = dout / N * (1[margin_ij > 0] - 1[j = y_i] * #{k : margin_ik > 0})``.
 
     Returns:
@@ -393,7 +394,7 @@ def svm_loss_backward(dout, cache):
     return dout * (positive - onehot * counts) / positive.shape[0]
 
 
-def squared_error_backward(dout, cache):
+def squared_error_backward(dout, cache) -> Grads:
     """``dpred = dout * (pred - target) / N`` (and ``dtarget = -dpred``).
 
     Returns:
@@ -403,7 +404,7 @@ def squared_error_backward(dout, cache):
     return dout * diff / diff.shape[0]
 
 
-def sigmoid_bce_backward(dout, cache):
+def sigmoid_bce_backward(dout, cache) -> Grads:
     """``dlogits = dout * (sigmoid(z) - y) / size``.
 
     Returns:
@@ -413,7 +414,7 @@ def sigmoid_bce_backward(dout, cache):
     return dout * (jax.nn.sigmoid(z) - y) / z.size
 
 
-def l2_penalty_backward(dout, cache):
+def l2_penalty_backward(dout, cache) -> Grads:
     """``dW = dout * reg * W`` for weights, 0 for the rest; ``dreg = dout * 0.5 * sum W^2``.
 
     Returns:
@@ -426,7 +427,7 @@ def l2_penalty_backward(dout, cache):
     return dparams, jnp.asarray(dreg, jnp.result_type(reg))
 
 
-def l1_penalty_backward(dout, cache):
+def l1_penalty_backward(dout, cache) -> Grads:
     """``dW = dout * reg * sign(W)`` for weights, 0 for the rest; ``dreg = dout * sum |W|``.
 
     Returns:
@@ -443,7 +444,7 @@ def l1_penalty_backward(dout, cache):
 # The two-layer net of the documents, as one function.
 
 
-def two_layer_net_loss_and_grads(params, X, y, reg):
+def two_layer_net_loss_and_grads(params, X, y, reg) -> tuple[Array, Params]:
     """Softmax loss + ``0.5 reg (sum W1^2 + sum W2^2)`` of affine-relu-affine, and its gradients.
 
     Equations (1)-(10) of the two-layer derivation, in matrix form:

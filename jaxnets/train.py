@@ -26,6 +26,7 @@ from jaxnets import layers, losses, manual_grads
 from jaxnets.data import validate_images_labels
 from jaxnets.errors import InputError
 from jaxnets.models import Model
+from jaxnets.typing import Array
 
 __all__ = [
     "OPTIMIZERS",
@@ -186,7 +187,7 @@ def loss_fn(
     loss: str = "softmax",
     loss_ops: ModuleType = losses,
     train: bool = True,
-):
+) -> tuple[Array, tuple]:
     """``data_loss(model(x), y) + 0.5 reg sum W^2``.
 
     Returns:
@@ -296,7 +297,7 @@ def make_epoch_fn(
     return epoch
 
 
-def predict(model: Model, params, state, X, *, batch_size: int = 1000):
+def predict(model: Model, params, state, X, *, batch_size: int = 1000) -> Array:
     """Scores of ``X`` (N, ...) in jitted batches of ``batch_size``: (N, C)."""
     return _predict(model, batch_size, params, state, jnp.asarray(X))
 
@@ -311,7 +312,7 @@ def _predict(model, batch_size, params, state, X):
     return scores.reshape(n_batches * batch_size, -1)[:N]
 
 
-def labels_from_scores(scores):
+def labels_from_scores(scores) -> Array:
     """Class predictions: argmax of (N, C) scores; ``score > 0.5`` for a single sigmoid output."""
     return (scores[:, 0] > 0.5).astype(jnp.int32) if scores.shape[1] == 1 else jnp.argmax(scores, axis=1)
 
