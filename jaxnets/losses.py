@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnets.errors import InputError, InputTypeError
-from jaxnets.layers import primal_of
+from jaxnets.layers import _check_float, primal_of
 from jaxnets.typing import Array, Cache
 
 __all__ = [
@@ -34,8 +34,7 @@ __all__ = [
 
 def _check_scores_labels(scores, y):
     """Shapes and dtypes of (N, C) scores and int (N,) labels; values too when they are concrete."""
-    if not jnp.issubdtype(jnp.result_type(scores), jnp.floating):
-        raise InputTypeError(f"scores must be a floating-point array, got dtype {jnp.result_type(scores)}")
+    _check_float("scores", scores)
     if jnp.ndim(scores) != 2:
         raise InputError(f"scores must have shape (N, C), got shape {jnp.shape(scores)}")
     if not jnp.issubdtype(jnp.result_type(y), jnp.integer):
@@ -96,8 +95,7 @@ def svm_loss_forward(scores, y, delta=1.0) -> tuple[Array, Cache]:
 
 
 def _check_same_shape(pred_name, pred, target_name, target):
-    if not jnp.issubdtype(jnp.result_type(pred), jnp.floating):
-        raise InputTypeError(f"{pred_name} must be a floating-point array, got dtype {jnp.result_type(pred)}")
+    _check_float(pred_name, pred)
     if jnp.ndim(pred) < 1 or jnp.shape(pred) != jnp.shape(target):
         raise InputError(
             f"{target_name} must have the shape of {pred_name} {jnp.shape(pred)} (N, ...), got {jnp.shape(target)}"
