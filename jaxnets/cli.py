@@ -46,7 +46,7 @@ __all__ = [
 MODELS = ("linear-svm", "linear-softmax", "two-layer", "fc", "digits-cnn", "three-layer-convnet", "convnet")
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")  # train.OPTIMIZERS (kept here so --help needs no jax)
 NORMALIZATIONS = ("none", "batchnorm", "layernorm")
-NUM_CLASSES = {"digits": 10, "digits-01": 2, "fashion-mnist": 10, "cifar10": 10}
+NUM_CLASSES = {"digits": 10, "digits-01": 2, "mnist": 10, "fashion-mnist": 10, "cifar10": 10}
 EXIT_ERROR = 2
 EXIT_DIVERGED = 1
 
@@ -243,8 +243,10 @@ def _add_model_args(p: argparse.ArgumentParser, default_model: str) -> None:
         "--data-dir",
         default=None,
         metavar="DIR",
-        help="folder holding fashion-mnist/ or cifar-10-batches-py/ (default $JAXNETS_DATA)",
+        help="folder holding mnist/, fashion-mnist/ or cifar-10-batches-py/ (default $JAXNETS_DATA, else "
+        "~/.cache/jaxnets); missing files are downloaded there",
     )
+    _add_download_arg(g)
     g.add_argument(
         "--hidden",
         type=_int_list,
@@ -286,6 +288,14 @@ def _add_model_args(p: argparse.ArgumentParser, default_model: str) -> None:
         help="gradients from autodiff or the hand-derived backward passes (default auto)",
     )
     g.add_argument("--seed", type=int, default=None, help="seed of the data split, init, order and dropout (default 0)")
+
+
+def _add_download_arg(g) -> None:
+    g.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never download data; fail if the files are not already there",
+    )
 
 
 def _add_optim_args(p: argparse.ArgumentParser, sweep: bool) -> None:
@@ -387,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--checkpoint", required=True, metavar="PATH", help="a run directory or its checkpoint.npz")
     ev.add_argument("--data-dir", default=None, metavar="DIR", help="where the data lives now, if it moved")
+    _add_download_arg(ev)
     ev.add_argument(
         "--which",
         choices=("best", "last"),
@@ -575,7 +586,7 @@ def _check_checkpoint(ckpt: Path, cfg: dict) -> dict:
     return meta
 
 
-def _prepare(cfg: dict, template: bool = True) -> dict:
+def _prepare(cfg: dict, template: bool = True, *, download: bool = True, progress: bool | None = None) -> dict:
     """Load the data and build the model of ``cfg`` (and, with ``template``, a fresh TrainState);
     every check that can fail happens here, before anything is written."""
     import jax
@@ -588,7 +599,7 @@ def _prepare(cfg: dict, template: bool = True) -> dict:
             f"--data-dir {cfg['data_dir']}: no such directory; pass the folder holding the "
             f"{cfg['data']} files (or its parent)"
         )
-    split = data.load_dataset(cfg["data"], cfg["data_dir"], seed=cfg["seed"])
+    split = data.load_dataset(cfg["data"], cfg["data_dir"], seed=cfg["seed"], download=download, progress=progress)
     num_train = len(split["y_train"])
     if cfg["batch_size"] > num_train:
         raise UsageError(
@@ -727,7 +738,7 @@ def _cmd_train(args) -> int:
             raise UsageError(
                 f"--resume: the run in {out} already has {done} epochs; pass --epochs N with N > {done} to train longer"
             )
-    prep = _prepare(cfg)
+    prep = _prepare(cfg, download=not args.no_download, progress=False if args.quiet else None)
     if args.resume:
         ts, _ = checkpoints.load_checkpoint(ckpt, prep["template"], **identity)
         ts.history.pop("stopped", None)
@@ -843,7 +854,12 @@ def _cmd_sweep(args) -> int:
         ("sweep.json", "config.json"),
         resume_hint=False,
     )
-    prep = _prepare({**cfg, "lr": lrs[0], "reg": regs[0]}, template=False)
+    prep = _prepare(
+        {**cfg, "lr": lrs[0], "reg": regs[0]},
+        template=False,
+        download=not args.no_download,
+        progress=False if args.quiet else None,
+    )
     tconfig, split, model = prep["tconfig"], prep["split"], prep["model"]
     if not args.quiet:
         print(
@@ -938,7 +954,7 @@ def _cmd_evaluate(args) -> int:
         cfg = {**cfg, "data_dir": args.data_dir}
     cfg = {**cfg, "devices": 1}
     _check_checkpoint(ckpt, cfg)
-    prep = _prepare(cfg)
+    prep = _prepare(cfg, download=not args.no_download)
     ts, meta = checkpoints.load_checkpoint(
         ckpt, prep["template"], model_name=cfg["model"], model_config=model_config(cfg)
     )
