@@ -237,8 +237,7 @@ def fetch_files(
     table = {**CHECKSUMS.get(dataset, {}), **(checksums or {})}
     try:
         return [
-            fetch(dataset, name, folder, checksum=table[name], timeout=timeout, progress=progress)
-            for name in filenames
+            fetch(dataset, name, folder, checksum=table[name], timeout=timeout, progress=progress) for name in filenames
         ]
     except BaseException:
         _remove_empty(created)
@@ -335,4 +334,3 @@ def _remove_empty(dirs: list[Path]) -> None:
             d.rmdir()
         except OSError:  # not empty (or gone): leave it
             break
-
