@@ -709,7 +709,7 @@ def _cmd_train(args) -> int:
     import jax
     from tqdm import tqdm
 
-    from jaxnets import checkpoints, plots, train
+    from jaxnets import checkpoints, plots, tblog, train
 
     start = time.perf_counter()
     given = _given(args)
@@ -780,8 +780,11 @@ def _cmd_train(args) -> int:
         leave=False,
     )
 
+    tb = tblog.open_writer(out)  # None without the tensorboard extra
+
     def on_epoch(ts, rec):
         checkpoints.save_checkpoint(ckpt, ts, extra={"config": cfg}, **identity)
+        tblog.log_epoch(tb, ts.history, rec["steps"])
         bar.update(rec["steps"])
         if not quiet:
             bar.write(
@@ -815,6 +818,7 @@ def _cmd_train(args) -> int:
         out / "weights.png",
         title=f"{cfg['model']}: first-layer {'filters' if weights.ndim == 4 else 'weights'}",
     )
+    tblog.log_final(tb, cfg, metrics, {"curves": out / "curves.png", "weights": out / "weights.png"})
     stopped = ts.history.get("stopped")
     diverged = bool(stopped and stopped.startswith("diverged"))
     if diverged:
@@ -837,7 +841,7 @@ def _cmd_train(args) -> int:
 def _cmd_sweep(args) -> int:
     import jax
 
-    from jaxnets import checkpoints, plots, train
+    from jaxnets import checkpoints, plots, tblog, train
 
     start = time.perf_counter()
     lr_text, reg_text = args.lr, args.reg
@@ -919,6 +923,7 @@ def _cmd_sweep(args) -> int:
         out / "sweep.png",
         title=f"{cfg['model']} on {cfg['data']}: val accuracy after {cfg['epochs']} epochs",
     )
+    tblog.log_sweep(out, cfg, results, out / "sweep.png")
     if not args.quiet:
         print(
             f"wrote sweep.json and sweep.png to {out} ({record['wall_time_s']:.1f} s, "
