@@ -280,6 +280,17 @@ def test_mnist_corrupt_file_refused_nothing_left(mirror, tmp_path, monkeypatch, 
     assert _all_files(empty) == []  # the folder the download made is gone too
 
 
+def test_progress_bar_on_request(mirror, tmp_path, monkeypatch, capsys):
+    root, server = mirror
+    files = _publish_mnist(root, monkeypatch, n_train=20, n_test=10)
+    download.fetch("mnist", "train-images-idx3-ubyte.gz", tmp_path, progress=True)
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte.gz:" in err and "B/s" in err  # a tqdm byte counter
+    assert (tmp_path / "train-images-idx3-ubyte.gz").read_bytes() == files["train-images-idx3-ubyte.gz"]
+    download.fetch("mnist", "train-labels-idx1-ubyte.gz", tmp_path, progress=False)
+    assert capsys.readouterr().err == ""
+
+
 def test_no_download_flag_and_argument(mirror, tmp_path, monkeypatch, capsys):
     root, server = mirror
     _publish_mnist(root, monkeypatch)
