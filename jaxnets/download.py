@@ -145,6 +145,7 @@ def fetch(
             No partial or unverified file is left in ``folder``.
 
     >>> import os, tempfile
+    >>> saved = os.environ.get("JAXNETS_MIRROR")
     >>> os.environ["JAXNETS_MIRROR"] = "http://127.0.0.1:9"  # nothing listens on port 9
     >>> with tempfile.TemporaryDirectory() as d:
     ...     try:
@@ -152,7 +153,7 @@ def fetch(
     ...     except DownloadError as e:
     ...         print(str(e)[:48], os.listdir(d))
     mnist: could not download t10k-labels-idx1-ubyte []
-    >>> del os.environ["JAXNETS_MIRROR"]
+    >>> _ = os.environ.pop("JAXNETS_MIRROR") if saved is None else os.environ.update(JAXNETS_MIRROR=saved)
     """
     from tqdm import tqdm
 

@@ -29,9 +29,12 @@ def _events(folder: Path) -> dict:
             for v in event.summary.value:
                 if v.metadata.plugin_data.plugin_name:
                     plugins.add(v.metadata.plugin_data.plugin_name)
-                if v.HasField("simple_value"):
+                kind, plugin = v.WhichOneof("value"), v.metadata.plugin_data.plugin_name
+                if kind == "simple_value":
                     scalars[v.tag].append((event.step, v.simple_value))
-                elif v.HasField("image"):
+                elif kind == "tensor" and plugin == "scalars":  # tensorboard's loader turns scalars into tensors
+                    scalars[v.tag].append((event.step, v.tensor.float_val[0]))
+                elif kind == "image" or plugin == "images":
                     images[v.tag] += 1
     return {"scalars": {k: sorted(s) for k, s in scalars.items()}, "images": dict(images), "plugins": plugins}
 
