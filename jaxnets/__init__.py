@@ -18,6 +18,7 @@ __all__ = [
     "checkpoints",
     "cli",
     "data",
+    "download",
     "errors",
     "files",
     "gradcheck",
@@ -28,12 +29,13 @@ __all__ = [
     "plots",
     "presets",
     "runs",
+    "tblog",
     "train",
     "typing",
 ]
 __version__ = "0.1.0"
 
-_LAZY = {"checkpoints", "cli", "files", "models", "plots", "presets", "runs", "train", "typing"}
+_LAZY = {"checkpoints", "cli", "download", "files", "models", "plots", "presets", "runs", "tblog", "train", "typing"}
 
 
 def __getattr__(name: str):

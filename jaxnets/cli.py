@@ -28,7 +28,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxnets import checkpoints, files, gradcheck, plots, presets, runs, train
+from jaxnets import checkpoints, files, gradcheck, plots, presets, runs, tblog, train
 from jaxnets.errors import InputError
 
 __all__ = ["main", "build_parser", "parse_grid", "UsageError", "EXIT_ERROR", "EXIT_DIVERGED", "EXIT_BUG"]
@@ -37,6 +37,7 @@ EXIT_ERROR = 2
 EXIT_DIVERGED = 1
 EXIT_BUG = 1
 _DEFAULT_REGS = "1e-4,1e-3,1e-2"
+_NO_DOWNLOAD_HELP = "never download data; fail if the files are not already there"
 
 
 class UsageError(InputError):
@@ -141,8 +142,9 @@ def _add_model_args(p: argparse.ArgumentParser, default_model: str) -> None:
     _opt(g, "--model", f"the net to train (default {default_model})", choices=presets.names())
     _opt(g, "--data", "data set (default digits); digits-01 is the binary 0-vs-1 task of digits-cnn",
          choices=presets.DATASETS)
-    _opt(g, "--data-dir", "folder holding fashion-mnist/ or cifar-10-batches-py/ (default $JAXNETS_DATA)",
-         metavar="DIR")
+    _opt(g, "--data-dir", "folder holding mnist/, fashion-mnist/ or cifar-10-batches-py/ (default $JAXNETS_DATA, "
+         "else ~/.cache/jaxnets); missing files are downloaded there", metavar="DIR")
+    _opt(g, "--no-download", _NO_DOWNLOAD_HELP, action="store_true", default=False)
     _opt(g, "--hidden", "hidden layer widths, e.g. 100,100 (default per model)", type=_int_list, metavar="N,N")
     _opt(g, "--channels", "conv channels of three-layer-convnet (one value) and convnet, e.g. 32,64",
          type=_int_list, metavar="N,N")
@@ -226,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                   "write confusion.png next to the checkpoint.")
     _opt(ev, "--checkpoint", "a run directory or its checkpoint.npz", required=True, metavar="PATH")
     _opt(ev, "--data-dir", "where the data lives now, if it moved", metavar="DIR")
+    _opt(ev, "--no-download", _NO_DOWNLOAD_HELP, action="store_true", default=False)
     _opt(ev, "--which", "the best-validation weights (default) or those of the last epoch", choices=("best", "last"),
          default="best")
 
@@ -275,7 +278,7 @@ def _cmd_train(args) -> int:
     identity = dict(model_name=cfg["model"], model_config=presets.model_config(cfg), extra={"config": cfg})
     if args.resume:
         runs.check_resume(ckpt, cfg, resume=True, name=_flag)
-    prep = presets.prepare(cfg, name=_flag)
+    prep = presets.prepare(cfg, download=not args.no_download, progress=False if args.quiet else None, name=_flag)
     if args.resume:
         ts, _ = checkpoints.load_checkpoint(ckpt, prep["template"], model_name=cfg["model"],
                                             model_config=identity["model_config"])
@@ -298,8 +301,11 @@ def _cmd_train(args) -> int:
     bar = tqdm(total=cfg["epochs"] * steps, initial=ts.epoch * steps, unit="it", desc=cfg["model"], disable=quiet,
                file=sys.stderr, dynamic_ncols=True, leave=False)
 
+    tb = tblog.open_writer(out)  # None without the tensorboard extra
+
     def on_epoch(ts, rec):
         checkpoints.save_checkpoint(ckpt, ts, **identity)
+        tblog.log_epoch(tb, ts.history, rec["steps"])
         bar.update(rec["steps"])
         if not quiet:
             bar.write(f"epoch {rec['epoch']:>3}/{cfg['epochs']}  loss {rec['loss']:.4f}  train acc "
@@ -319,6 +325,7 @@ def _cmd_train(args) -> int:
     weights = np.asarray(ts.best_params["W1"])
     plots.plot_image_grid(plots.first_layer_images(weights, prep["input_shape"]), out / "weights.png",
                           title=f"{cfg['model']}: first-layer {'filters' if weights.ndim == 4 else 'weights'}")
+    tblog.log_final(tb, cfg, metrics, {"curves": out / "curves.png", "weights": out / "weights.png"})
     stopped = ts.history.get("stopped")
     diverged = bool(stopped and stopped.startswith("diverged"))
     if diverged:
@@ -347,7 +354,8 @@ def _cmd_sweep(args) -> int:
     cfg.update(lr=lrs, reg=regs)
     out = Path(args.out) if args.out else runs.default_out(f"sweep-{cfg['model']}-{cfg['data']}")
     out = runs.fresh_out(out, ("sweep.json", "config.json"), resume_hint=False, name=_flag)
-    prep = presets.prepare({**cfg, "lr": lrs[0], "reg": regs[0]}, template=False, name=_flag)
+    prep = presets.prepare({**cfg, "lr": lrs[0], "reg": regs[0]}, template=False, download=not args.no_download,
+                           progress=False if args.quiet else None, name=_flag)
     if not args.quiet:
         print(f"training {len(lrs) * len(regs)} configurations of {cfg['model']} on {cfg['data']} at once "
               f"({len(lrs)} lr x {len(regs)} reg, {cfg['epochs']} epochs each) on {jax.devices()[0]}")
@@ -373,6 +381,7 @@ def _cmd_sweep(args) -> int:
     files.write_json(out / "sweep.json", record)
     plots.plot_sweep(lrs, regs, summary["grid"], out / "sweep.png",
                      title=f"{cfg['model']} on {cfg['data']}: val accuracy after {cfg['epochs']} epochs")
+    tblog.log_sweep(out, cfg, summary["results"], out / "sweep.png")
     if not args.quiet:
         print(f"wrote sweep.json and sweep.png to {out} ({record['wall_time_s']:.1f} s, "
               f"training {record['train_time_s']:.1f} s)")
@@ -399,7 +408,7 @@ def _cmd_evaluate(args) -> int:
         raise InputError(f"{source}: holds no jaxnets train configuration; pass a directory written by jaxnets train")
     cfg = {**cfg, "devices": 1, **({"data_dir": args.data_dir} if args.data_dir is not None else {})}
     runs.check_resume(ckpt, cfg, resume=False, name=_flag)
-    prep = presets.prepare(cfg, name=_flag)
+    prep = presets.prepare(cfg, download=not args.no_download, name=_flag)
     ts, _ = checkpoints.load_checkpoint(ckpt, prep["template"], model_name=cfg["model"],
                                         model_config=presets.model_config(cfg))
     params, state = (ts.best_params, ts.best_state) if args.which == "best" else (ts.params, ts.state)

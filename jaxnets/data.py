@@ -1,4 +1,4 @@
-"""Data sets as NCHW numpy arrays: sklearn digits, Fashion-MNIST (IDX files), CIFAR-10.
+"""Data sets as NCHW numpy arrays: sklearn digits, MNIST and Fashion-MNIST (IDX files), CIFAR-10.
 
 Every loader returns a **split**: a plain dict with exactly the keys in :data:`SPLIT_KEYS`::
 
@@ -7,8 +7,10 @@ Every loader returns a **split**: a plain dict with exactly the keys in :data:`S
 where each ``X_*`` is a float32 array of shape ``(N, C, H, W)`` and each ``y_*`` an int32
 array of shape ``(N,)``. A validation split may be empty (``N == 0``) when asked for.
 
-Nothing here downloads anything: digits ship with scikit-learn, Fashion-MNIST and CIFAR-10
-are read from files the user already has (a path argument, or ``$JAXNETS_DATA``).
+Digits ship with scikit-learn. MNIST, Fashion-MNIST and CIFAR-10 are read from files the user
+already has (a path argument, ``$JAXNETS_DATA``, Debian's folder, the per-user cache); when none
+holds them they are downloaded on first use (:mod:`jaxnets.download`: checksum-verified, written
+atomically), unless ``download=False``.
 All functions are pure (no global RNG; randomness comes from an explicit ``seed``).
 """
 
@@ -34,6 +36,7 @@ __all__ = [
     "validate_images_labels",
     "load_digits",
     "load_fashion_mnist",
+    "load_mnist",
     "load_cifar10",
     "load_dataset",
     "read_idx",
@@ -48,7 +51,7 @@ SPLIT_KEYS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
 Split = dict[str, np.ndarray]
 
 #: Names accepted by :func:`load_dataset`.
-DATASETS = ("digits", "digits-01", "fashion-mnist", "cifar10")
+DATASETS = ("digits", "digits-01", "mnist", "fashion-mnist", "cifar10")
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
@@ -94,6 +97,16 @@ _FASHION_HOWTO = (
     "fashion-mnist, folder data/fashion), then pass their folder with --data-dir / the "
     f"path argument, or set {_ENV_VAR} to a folder containing fashion-mnist/."
 )
+_MNIST_HOWTO = (
+    "Get the four .gz files from https://ossci-datasets.s3.amazonaws.com/mnist/ (the MNIST release's "
+    "mirror), then pass their folder with --data-dir / the path argument, or set "
+    f"{_ENV_VAR} to a folder containing mnist/."
+)
+#: Per IDX data set: display name, extra system folder searched, how to get the files by hand.
+_IDX_SETS = {
+    "fashion-mnist": ("Fashion-MNIST", _DEBIAN_FASHION_DIR, _FASHION_HOWTO),
+    "mnist": ("MNIST", None, _MNIST_HOWTO),
+}
 _CIFAR_HOWTO = (
     "Download the CIFAR-10 python version (cifar-10-python.tar.gz from "
     "https://www.cs.toronto.edu/~kriz/cifar.html), extract it, and pass the "
@@ -363,43 +376,80 @@ def write_idx(path: str | os.PathLike, array: Any) -> Path:
     return path
 
 
-def _fashion_candidates(path: str | os.PathLike | None) -> list[Path]:
+def _idx_candidates(name: str, path: str | os.PathLike | None) -> list[Path]:
+    """Folders searched, in order: ``path`` and ``path/<name>``; else ``$JAXNETS_DATA/<name>``,
+    the system folder, then the download cache."""
+    from jaxnets import download
+
     if path is not None:
         p = Path(path).expanduser()
-        return [p, p / "fashion-mnist"]
+        return [p, p / name]
     out = []
     env = os.environ.get(_ENV_VAR)
     if env:
-        out.append(Path(env).expanduser() / "fashion-mnist")
-    out.append(Path(_DEBIAN_FASHION_DIR))
+        out.append(Path(env).expanduser() / name)
+    system = _IDX_SETS[name][1]
+    if system:
+        out.append(Path(system))
+    cached = download.cache_dir() / name
+    if cached not in out:
+        out.append(cached)
     return out
 
 
-def _find_fashion_files(path: str | os.PathLike | None) -> dict[str, Path]:
+def _idx_files_in(folder: Path) -> tuple[dict[str, Path], list[str]]:
+    """The four IDX files found in ``folder`` (``.gz`` preferred) and the stems missing."""
+    found, missing = {}, []
+    for key, stem in _FASHION_FILES.items():
+        for fname in (stem + ".gz", stem):
+            if (folder / fname).is_file():
+                found[key] = folder / fname
+                break
+        else:
+            missing.append(stem)
+    return found, missing
+
+
+def _download_target(name: str, path: str | os.PathLike | None) -> Path:
+    """Where a download of set ``name`` goes: ``path`` itself when it is the set's folder (named so,
+    or already holding some of its files), else ``<data root>/<name>``."""
+    from jaxnets import download
+
+    if path is not None:
+        p = Path(path).expanduser()
+        if p.name == name or _idx_files_in(p)[0]:
+            return p
+    return download.data_root(path) / name
+
+
+def _find_idx_files(
+    name: str, path: str | os.PathLike | None, *, download: bool = False, progress: bool | None = None
+) -> dict[str, Path]:
+    title, _, howto = _IDX_SETS[name]
     looked = []
-    for folder in _fashion_candidates(path):
-        found, missing = {}, []
-        for key, stem in _FASHION_FILES.items():
-            for name in (stem + ".gz", stem):
-                if (folder / name).is_file():
-                    found[key] = folder / name
-                    break
-            else:
-                missing.append(stem + "[.gz]")
+    for folder in _idx_candidates(name, path):
+        found, missing = _idx_files_in(folder)
         if not missing:
             return found
         if not folder.is_dir():
             looked.append(f"  {folder}: no such folder")
         else:
-            looked.append(f"  {folder}: missing {', '.join(missing)}")
+            looked.append(f"  {folder}: missing {', '.join(m + '[.gz]' for m in missing)}")
+    if download:
+        from jaxnets import download as dl
+
+        target = _download_target(name, path)
+        dl.fetch_files(name, target, [m + ".gz" for m in _idx_files_in(target)[1]], progress=progress)
+        return _idx_files_in(target)[0]
     env_note = "" if path is not None or os.environ.get(_ENV_VAR) else f" ({_ENV_VAR} is not set)"
     raise FileNotFoundError(
-        "Fashion-MNIST: expected the four files "
+        f"{title}: expected the four files "
         + ", ".join(s + "[.gz]" for s in _FASHION_FILES.values())
         + f" in one folder; looked in{env_note}:\n"
         + "\n".join(looked)
         + "\n"
-        + _FASHION_HOWTO
+        + howto
+        + " (Or let jaxnets download them: drop --no-download / pass download=True.)"
     )
 
 
@@ -426,6 +476,8 @@ def load_fashion_mnist(
     *,
     val_size: int = 5000,
     seed: int | None = 0,
+    download: bool = True,
+    progress: bool | None = None,
 ) -> Split:
     """Fashion-MNIST from its four IDX files, ``x = pixel / 255``, as NCHW arrays.
 
@@ -433,8 +485,12 @@ def load_fashion_mnist(
     ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each gzip'd (``.gz``) or not.
     Searched in ``path`` (or ``path/fashion-mnist``) when given; otherwise in
     ``$JAXNETS_DATA/fashion-mnist``, then ``/usr/share/datasets/fashion-mnist`` (Debian's
-    ``dataset-fashion-mnist``). The 60000 training images are split into train and
-    validation; the test split is the 10000 ``t10k`` images.
+    ``dataset-fashion-mnist``), then the download cache (``~/.cache/jaxnets/fashion-mnist``).
+    When no folder holds all four and ``download`` is on, the missing ``.gz`` files are fetched
+    and verified (:mod:`jaxnets.download`) into ``path`` (when it holds some of them or is named
+    ``fashion-mnist``), else ``path/fashion-mnist``, ``$JAXNETS_DATA/fashion-mnist`` or the cache.
+    The 60000 training images are split into train and validation; the test split is the
+    10000 ``t10k`` images.
 
     Args:
         path: folder holding the four files (or its parent holding ``fashion-mnist/``).
@@ -442,6 +498,8 @@ def load_fashion_mnist(
             ``[0, N_train)``.
         seed: int: a seeded random ``val_size`` subset is validation; None: the last
             ``val_size`` training images are. Remaining images keep their file order.
+        download: fetch missing files from upstream (or ``$JAXNETS_MIRROR``).
+        progress: download progress bar on stderr; None: only on a terminal.
 
     Returns:
         A split dict (see :data:`SPLIT_KEYS`): ``X_*`` float32 ``(N, 1, 28, 28)`` in
@@ -449,8 +507,10 @@ def load_fashion_mnist(
         :data:`FASHION_MNIST_CLASSES`). With the full data: 55000 / 5000 / 10000.
 
     Raises:
-        FileNotFoundError: no folder holds all four files; the message lists every place
-            looked and how to get the files.
+        FileNotFoundError: ``download=False`` and no folder holds all four files; the
+            message lists every place looked and how to get the files.
+        jaxnets.download.DownloadError: a download failed or a file's checksum differs
+            (nothing unverified is kept).
         ValueError: a file is corrupt (bad gzip, bad magic, byte count not matching its
             header, image/label counts differ, labels outside 0..9), or ``val_size`` is out
             of range.
@@ -466,10 +526,55 @@ def load_fashion_mnist(
     >>> s["X_train"].shape, s["X_val"].shape, s["X_test"].shape, s["y_test"].dtype
     ((15, 1, 28, 28), (5, 1, 28, 28), (10, 1, 28, 28), dtype('int32'))
     """
+    return _load_idx_split("fashion-mnist", path, val_size, seed, download, progress)
+
+
+def load_mnist(
+    path: str | os.PathLike | None = None,
+    *,
+    val_size: int = 5000,
+    seed: int | None = 0,
+    download: bool = True,
+    progress: bool | None = None,
+) -> Split:
+    """MNIST handwritten digits from their four IDX files, ``x = pixel / 255``, as NCHW arrays.
+
+    The same files, format, search order, download and split as :func:`load_fashion_mnist`,
+    with ``mnist`` in place of ``fashion-mnist`` (and no system folder).
+
+    Args:
+        path: folder holding the four files (or its parent holding ``mnist/``).
+        val_size: number of training images moved to the validation split.
+        seed: int: a seeded random validation subset; None: the last ``val_size`` images.
+        download: fetch missing files from upstream (or ``$JAXNETS_MIRROR``).
+        progress: download progress bar on stderr; None: only on a terminal.
+
+    Returns:
+        A split dict: ``X_*`` float32 ``(N, 1, 28, 28)`` in ``[0, 1]``, ``y_*`` int32 digits
+        ``0..9``. With the full data: 55000 / 5000 / 10000.
+
+    Raises:
+        FileNotFoundError / DownloadError / ValueError: as :func:`load_fashion_mnist`.
+
+    >>> import tempfile, os, numpy as np
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     for prefix, n in [("train", 12), ("t10k", 4)]:
+    ...         _ = write_idx(os.path.join(d, f"{prefix}-images-idx3-ubyte.gz"), np.zeros((n, 28, 28)))
+    ...         _ = write_idx(os.path.join(d, f"{prefix}-labels-idx1-ubyte.gz"), np.arange(n) % 10)
+    ...     s = load_mnist(d, val_size=2, download=False)
+    >>> s["X_train"].shape, s["X_val"].shape, s["X_test"].shape
+    ((10, 1, 28, 28), (2, 1, 28, 28), (4, 1, 28, 28))
+    """
+    return _load_idx_split("mnist", path, val_size, seed, download, progress)
+
+
+def _load_idx_split(name, path, val_size, seed, download, progress) -> Split:
     val_size = _check_count("val_size", val_size)
     if seed is not None:
         seed = _check_count("seed", seed)
-    files = _find_fashion_files(path)
+    if not isinstance(download, bool):
+        raise TypeError(f"download: expected True or False; got {download!r}")
+    files = _find_idx_files(name, path, download=download, progress=progress)
     X_tr, y_tr = _read_idx_pair(files["train_images"], files["train_labels"])
     X_te, y_te = _read_idx_pair(files["test_images"], files["test_labels"])
     n = X_tr.shape[0]
@@ -610,12 +715,14 @@ def write_cifar10_batch(path: str | os.PathLike, data: Any, labels: Any, batch_l
 
 
 def load_cifar10(
-    path: str | os.PathLike,
+    path: str | os.PathLike | None = None,
     *,
     num_train: int = 49000,
     num_val: int = 1000,
     num_test: int = 1000,
     subtract_mean: bool = True,
+    download: bool = True,
+    progress: bool | None = None,
 ) -> Split:
     """CIFAR-10 with the course's preprocessing: ``x = pixel - mean_train_image``, NCHW.
 
@@ -625,17 +732,22 @@ def load_cifar10(
     first ``num_test`` of ``test_batch``. Pixels stay on the 0..255 scale (as float32) and,
     with ``subtract_mean``, the mean image of the *training* split is subtracted from all
     three splits. A folder with fewer batches is accepted as long as they are
-    ``data_batch_1..k`` without gaps and hold enough images.
+    ``data_batch_1..k`` without gaps and hold enough images. When the folder does not exist
+    (or is empty) and ``download`` is on, ``cifar-10-python.tar.gz`` is fetched, verified and
+    extracted there (:func:`jaxnets.download.fetch_cifar10`).
 
     Pickles can run code on load; this reader only lets the globals numpy arrays need
     through, but still read only files you trust.
 
     Args:
-        path: the ``cifar-10-batches-py`` folder or its parent.
+        path: the ``cifar-10-batches-py`` folder or its parent; None: ``$JAXNETS_DATA``, else
+            the download cache (``~/.cache/jaxnets``).
         num_train: training images, ``>= 1``.
         num_val: validation images, ``>= 0``.
         num_test: test images, ``>= 1``.
         subtract_mean: subtract the training mean image ``(3, 32, 32)``.
+        download: fetch the data when the folder is absent or empty.
+        progress: download progress bar on stderr; None: only on a terminal.
 
     Returns:
         A split dict (see :data:`SPLIT_KEYS`): ``X_*`` float32 ``(N, 3, 32, 32)``, ``y_*``
@@ -643,7 +755,9 @@ def load_cifar10(
 
     Raises:
         FileNotFoundError: ``test_batch`` or ``data_batch_1`` (or a batch before a present
-            one) is missing; the message names them and how to get the data.
+            one) is missing and no download was made; the message names them and how to get
+            the data.
+        jaxnets.download.DownloadError: the download failed or its checksum differs.
         ValueError: a corrupt pickle or unexpected content (names the file), or fewer
             images than ``num_train + num_val`` / ``num_test``.
 
@@ -662,7 +776,16 @@ def load_cifar10(
     num_train = _check_count("num_train", num_train, minimum=1)
     num_val = _check_count("num_val", num_val)
     num_test = _check_count("num_test", num_test, minimum=1)
-    folder = _cifar_folder(path)
+    if not isinstance(download, bool):
+        raise TypeError(f"download: expected True or False; got {download!r}")
+    from jaxnets import download as dl
+
+    folder = _cifar_folder(dl.data_root(path))
+    has_batches = any((folder / n).is_file() for n in (*_CIFAR_TRAIN_FILES, _CIFAR_TEST_FILE))
+    if download and not has_batches:
+        target = folder if folder.name == _CIFAR_DIRNAME else folder / _CIFAR_DIRNAME
+        if not (target.is_dir() and any(target.iterdir())):  # never mix a download into other files
+            folder = dl.fetch_cifar10(target, progress=progress)
     present = [n for n in _CIFAR_TRAIN_FILES if (folder / n).is_file()]
     k = len(present)
     gap = present != list(_CIFAR_TRAIN_FILES[:k])
@@ -675,7 +798,7 @@ def load_cifar10(
         raise FileNotFoundError(
             f"CIFAR-10: missing {', '.join(absent)} in {where}; expected {_CIFAR_TEST_FILE} "
             f"and data_batch_1..k (k <= 5, no gaps; found {', '.join(present) or 'none'}). "
-            f"{_CIFAR_HOWTO}"
+            f"{_CIFAR_HOWTO}" + ("" if download else " (Or drop --no-download / pass download=True.)")
         )
 
     xs, ys = zip(*(_load_cifar_batch(folder / n) for n in present), strict=False)
@@ -717,24 +840,36 @@ def load_cifar10(
 # --------------------------------------------------------------------------- dispatch
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, seed: int = 0) -> Split:
-    """Load a data set by name: ``"digits"``, ``"digits-01"``, ``"fashion-mnist"``, ``"cifar10"``.
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    *,
+    download: bool = True,
+    progress: bool | None = None,
+) -> Split:
+    """Load a data set by name: ``"digits"``, ``"digits-01"``, ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"``.
 
     Args:
         name: one of :data:`DATASETS`.
         data_dir: where file-based sets live: the set's own folder or a parent holding
-            ``fashion-mnist/`` or ``cifar-10-batches-py/``. None: ``$JAXNETS_DATA`` (and, for
-            Fashion-MNIST, Debian's ``/usr/share/datasets/fashion-mnist``). Ignored for
+            ``mnist/``, ``fashion-mnist/`` or ``cifar-10-batches-py/``. None: ``$JAXNETS_DATA``
+            (and, for Fashion-MNIST, Debian's ``/usr/share/datasets/fashion-mnist``), then the
+            per-user cache ``~/.cache/jaxnets`` (``$XDG_CACHE_HOME/jaxnets``). Ignored for
             digits.
-        seed: seed of the train/val(/test) shuffle for digits and Fashion-MNIST; CIFAR-10
-            uses the course's fixed split.
+        seed: seed of the train/val(/test) shuffle for digits, MNIST and Fashion-MNIST;
+            CIFAR-10 uses the course's fixed split.
+        download: fetch a file-based set's missing files on first use (checksum-verified);
+            False: only read files already there.
+        progress: download progress bar on stderr; None: only on a terminal.
 
     Returns:
         A split dict (see :data:`SPLIT_KEYS`), NCHW float32 images and int32 labels.
 
     Raises:
         ValueError: unknown ``name`` (the message lists the valid names).
-        FileNotFoundError: the files of a file-based set were not found.
+        FileNotFoundError: the files of a file-based set were not found (``download=False``).
+        jaxnets.download.DownloadError: a download failed or a checksum differs.
 
     >>> s = load_dataset("digits-01", seed=1)
     >>> s["X_train"].shape[1:], sorted(set(s["y_train"].tolist()))
@@ -745,13 +880,9 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, seed: int
     if name == "digits-01":
         return load_digits(seed=seed, binary=True)
     if name == "fashion-mnist":
-        return load_fashion_mnist(data_dir, seed=seed)
+        return load_fashion_mnist(data_dir, seed=seed, download=download, progress=progress)
+    if name == "mnist":
+        return load_mnist(data_dir, seed=seed, download=download, progress=progress)
     if name == "cifar10":
-        root = data_dir if data_dir is not None else os.environ.get(_ENV_VAR)
-        if root is None:
-            raise FileNotFoundError(
-                f"CIFAR-10: no data_dir given and {_ENV_VAR} is not set; expected the "
-                f"{_CIFAR_DIRNAME} folder there. {_CIFAR_HOWTO}"
-            )
-        return load_cifar10(root)
+        return load_cifar10(data_dir, download=download, progress=progress)
     raise InputError(f"name: expected one of {', '.join(map(repr, DATASETS))}; got {name!r}")

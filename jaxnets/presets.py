@@ -53,7 +53,7 @@ __all__ = [
 OPTIMIZERS = train.OPTIMIZERS
 #: Normalization choices of a configuration; ``"none"`` is ``models``' ``None``.
 NORMALIZATIONS = ("none", "batchnorm", "layernorm")
-NUM_CLASSES = {"digits": 10, "digits-01": 2, "fashion-mnist": 10, "cifar10": 10}
+NUM_CLASSES = {"digits": 10, "digits-01": 2, "mnist": 10, "fashion-mnist": 10, "cifar10": 10}
 #: The options a configuration has (each is a ``jaxnets train`` flag, ``_`` written ``-``).
 CONFIG_KEYS = (
     "model",
@@ -247,12 +247,19 @@ def train_config(cfg: dict) -> train.TrainConfig:
     )
 
 
-def prepare(cfg: dict, *, template: bool = True, name: Callable[[str], str] = _identity) -> dict:
+def prepare(
+    cfg: dict,
+    *,
+    template: bool = True,
+    download: bool = True,
+    progress: bool | None = None,
+    name: Callable[[str], str] = _identity,
+) -> dict:
     """Load the data and build the model of ``cfg`` (and, with ``template``, a fresh ``TrainState``).
 
     Every check that can fail happens here, before a caller writes anything: the device count,
     the data folder, the batch size against the training set (messages spell options with
-    ``name``).
+    ``name``). ``download``/``progress`` go to ``data.load_dataset`` (fetch missing files, show a bar).
 
     Returns:
       ``{"split", "model", "loss_ops", "tconfig", "steps", "key", "input_shape"[, "template"]}``.
@@ -273,7 +280,7 @@ def prepare(cfg: dict, *, template: bool = True, name: Callable[[str], str] = _i
             f"{name('data_dir')} {cfg['data_dir']}: no such directory; pass the folder holding the "
             f"{cfg['data']} files (or its parent)"
         )
-    split = data.load_dataset(cfg["data"], cfg["data_dir"], seed=cfg["seed"])
+    split = data.load_dataset(cfg["data"], cfg["data_dir"], seed=cfg["seed"], download=download, progress=progress)
     num_train = len(split["y_train"])
     if cfg["batch_size"] > num_train:
         raise InputError(

@@ -28,3 +28,9 @@ def key(seed):
 @pytest.fixture
 def rng(seed):
     return np.random.default_rng(seed)
+
+
+@pytest.fixture(autouse=True)
+def _downloads_stay_on_loopback(monkeypatch):
+    """Tests never reach the internet: a download no test arranged hits a closed port on 127.0.0.1."""
+    monkeypatch.setenv("JAXNETS_MIRROR", "http://127.0.0.1:9")

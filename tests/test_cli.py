@@ -240,7 +240,7 @@ BAD = [
         r"argument --model: invalid choice: 'resnet' \(choose from .*linear-svm",
         "subprocess",
     ),
-    (["train", "--data", "mnist"], r"argument --data: invalid choice: 'mnist' \(choose from .*digits", ""),
+    (["train", "--data", "svhn"], r"argument --data: invalid choice: 'svhn' \(choose from .*digits", ""),
     (["train", "--epochs", "0"], r"argument --epochs: must be a positive integer, got '0'", ""),
     (["train", "--epochs", "-2"], r"argument --epochs: must be a positive integer, got '-2'", ""),
     (["train", "--batch-size", "0"], r"argument --batch-size: must be a positive integer, got '0'", ""),

@@ -308,7 +308,7 @@ class TestFashionSynthetic:
     def test_missing_lists_places(self, tmp_path, monkeypatch):
         monkeypatch.setenv("JAXNETS_DATA", str(tmp_path / "nowhere"))
         with pytest.raises(FileNotFoundError) as info:
-            data.load_fashion_mnist()
+            data.load_fashion_mnist(download=False)
         msg = str(info.value)
         assert str(tmp_path / "nowhere" / "fashion-mnist") in msg
         assert "/usr/share/datasets/fashion-mnist" in msg
@@ -319,7 +319,7 @@ class TestFashionSynthetic:
         write_fashion(tmp_path)
         (tmp_path / (FASHION_NAMES[2] + ".gz")).unlink()
         with pytest.raises(FileNotFoundError) as info:
-            data.load_fashion_mnist(tmp_path)
+            data.load_fashion_mnist(tmp_path, download=False)
         msg = str(info.value)
         assert f"{tmp_path}: missing t10k-images-idx3-ubyte" in msg
         assert str(tmp_path / "fashion-mnist") in msg
@@ -422,7 +422,7 @@ class TestCifar:
 
     def test_missing_folder(self, tmp_path):
         with pytest.raises(FileNotFoundError, match="data_batch_1.*test_batch"):
-            data.load_cifar10(tmp_path / "nope")
+            data.load_cifar10(tmp_path / "nope", download=False)
 
     def test_corrupt_pickle(self, tmp_path):
         write_cifar(tmp_path, n_batches=2)
@@ -480,8 +480,9 @@ class TestCifar:
 
     def test_load_dataset_cifar(self, tmp_path, monkeypatch):
         monkeypatch.delenv("JAXNETS_DATA", raising=False)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
         with pytest.raises(FileNotFoundError, match="JAXNETS_DATA"):
-            data.load_dataset("cifar10")
+            data.load_dataset("cifar10", download=False)
         # default sizes (49000/1000/1000) need the full data set, so small files fail clearly
         write_cifar(tmp_path / "cifar-10-batches-py", n_per_batch=2)
         with pytest.raises(ValueError, match="num_train"):
@@ -509,8 +510,8 @@ def test_load_dataset_digits():
 
 def test_load_dataset_unknown_name():
     with pytest.raises(ValueError) as info:
-        data.load_dataset("mnist")
+        data.load_dataset("svhn")
     msg = str(info.value)
-    assert "'mnist'" in msg
+    assert "'svhn'" in msg
     for name in data.DATASETS:
         assert name in msg

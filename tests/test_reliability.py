@@ -261,8 +261,13 @@ BATTERY = [
         ValueError,
         r"dropout \(the drop probability\) must be a number in \[0, 1\), got 1.0",
     ),
-    ("unknown_data_set", lambda tmp: data.load_dataset("mnist"), ValueError, r"mnist"),
-    ("missing_fashion_folder", lambda tmp: data.load_fashion_mnist(tmp / "nowhere"), FileNotFoundError, r"nowhere"),
+    ("unknown_data_set", lambda tmp: data.load_dataset("svhn"), ValueError, r"svhn"),
+    (
+        "missing_fashion_folder",
+        lambda tmp: data.load_fashion_mnist(tmp / "nowhere", download=False),
+        FileNotFoundError,
+        r"nowhere",
+    ),
     (
         "truncated_idx_file",
         lambda tmp: data.load_fashion_mnist(fashion_folder(tmp, images=truncate)),
