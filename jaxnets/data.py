@@ -142,7 +142,7 @@ def validate_images_labels(X: Any, y: Any, num_classes: int | None = None) -> No
     >>> validate_images_labels(np.zeros((2, 4)), np.array([0, 10]), num_classes=10)
     Traceback (most recent call last):
     ...
-    ValueError: y: labels must lie in [0, 10); got min 0, max 10
+    jaxnets.errors.InputError: y: labels must lie in [0, 10); got min 0, max 10
     """
     X = np.asarray(X)
     y = np.asarray(y)

@@ -1,8 +1,9 @@
 """Type aliases of the public functions: what an array, a parameter dict and a cache are.
 
->>> from jaxnets.typing import Params
->>> Params
-dict[str, jax.Array]
+>>> import jax.numpy as jnp
+>>> from jaxnets.typing import Array
+>>> isinstance(jnp.ones(2), Array)
+True
 """
 
 from __future__ import annotations
