@@ -6,6 +6,7 @@
     jaxnets sweep --lr log:1e-2:1:5 --reg 1e-4,1e-3,1e-2
     jaxnets evaluate --checkpoint runs/cnn
     jaxnets gradcheck --model fc
+    jaxnets launch -n 2 -- train --out runs/two   # 2 local processes on JAX's distributed runtime
 
 Bad input (unknown names, non-positive sizes, a run directory that already holds a run, a
 corrupt checkpoint, ...) ends with one line ``jaxnets: error: ...`` on stderr and exit status 2.
@@ -337,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``jaxnets`` argument parser (errors raise ``UsageError``)."""
     fmt = argparse.RawDescriptionHelpFormatter
     parser = _Parser(prog="jaxnets", description=__doc__, formatter_class=fmt)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sweep,evaluate,gradcheck}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sweep,evaluate,gradcheck,launch}")
 
     tr = sub.add_parser(
         "train",
@@ -359,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--quiet", action="store_true", help="no progress bar or per-epoch lines; still print the test accuracy"
     )
+    _add_process_args(tr)
     tr.set_defaults(run=_cmd_train)
 
     sw = sub.add_parser(
@@ -409,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="first seed (default 0); with --model: seed of the params and inputs"
     )
     gc.set_defaults(run=_cmd_gradcheck)
+    _add_launch_parser(sub, fmt)
     return parser
 
 
@@ -696,12 +699,27 @@ def _metrics(cfg, ts, test_acc, wall, device) -> dict:
 
 def _cmd_train(args) -> int:
     import jax
+
+    from jaxnets import distributed
+
+    _init_processes(args)
+    try:
+        return _train_run(args)
+    except jax.errors.JaxRuntimeError as e:
+        if distributed.is_multiprocess():  # a lost peer: one line, and no wait on the shutdown barrier
+            distributed.fail(e)
+        raise
+
+
+def _train_run(args) -> int:
+    import jax
     from tqdm import tqdm
 
-    from jaxnets import checkpoints, plots, train
+    from jaxnets import checkpoints, distributed, plots, train
 
     start = time.perf_counter()
     given = _given(args)
+    writer = distributed.is_writer()  # across processes, only process 0 writes files and progress
     if args.resume:
         if args.out is None:
             raise UsageError("--resume needs --out DIR, the directory of the run to continue")
@@ -709,7 +727,9 @@ def _cmd_train(args) -> int:
         cfg, record = _resume_config(out, given)
     else:
         cfg = resolve_config(given)
-        out = _fresh_out(
+        if distributed.is_multiprocess() and "devices" not in given:
+            cfg["devices"] = jax.device_count()
+        out = Path(args.out) if args.out and not writer else _fresh_out(
             Path(args.out) if args.out else _default_out(f"{cfg['model']}-{cfg['data']}"),
             ("config.json", checkpoints.CHECKPOINT_NAME, "metrics.json"),
             resume_hint=True,
@@ -743,19 +763,25 @@ def _cmd_train(args) -> int:
                 },
             ],
         }
-        checkpoints.write_json(out / "config.json", record)
+        if writer:
+            checkpoints.write_json(out / "config.json", record)
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        checkpoints.write_json(out / "config.json", record)
         ts = prep["template"]
-        checkpoints.save_checkpoint(ckpt, ts, extra={"config": cfg}, **identity)
+        if writer:
+            out.mkdir(parents=True, exist_ok=True)
+            checkpoints.write_json(out / "config.json", record)
+            checkpoints.save_checkpoint(ckpt, ts, extra={"config": cfg}, **identity)
+    split = distributed.shard_training_set(prep["split"], cfg["devices"], cfg["batch_size"])
+    held = distributed.rows_held(split["X_train"]) if distributed.is_multiprocess() else None
 
-    split, steps = prep["split"], prep["steps"]
+    steps = prep["steps"]
+    prep.pop("split")  # across processes, only this process's share of the training set stays in memory
     device = str(jax.devices()[0])
-    quiet = args.quiet
+    quiet = args.quiet or not writer
     if not quiet:
         print(
-            f"training {cfg['model']} on {cfg['data']} ({len(split['y_train'])} train, {len(split['y_val'])} val, "
+            f"training {cfg['model']} on {cfg['data']} ({split.get('num_train', len(split['y_train']))} train, "
+            f"{len(split['y_val'])} val, "
             f"{len(split['y_test'])} test) for {cfg['epochs']} epochs of {steps} steps on {device}; run dir {out}"
         )
     bar = tqdm(
@@ -770,7 +796,8 @@ def _cmd_train(args) -> int:
     )
 
     def on_epoch(ts, rec):
-        checkpoints.save_checkpoint(ckpt, ts, extra={"config": cfg}, **identity)
+        if writer:
+            checkpoints.save_checkpoint(ckpt, ts, extra={"config": cfg}, **identity)
         bar.update(rec["steps"])
         if not quiet:
             bar.write(
@@ -795,6 +822,10 @@ def _cmd_train(args) -> int:
     model = prep["model"]
     test_acc = train.accuracy(model, ts.best_params, ts.best_state, split["X_test"], split["y_test"])
     metrics = _metrics(cfg, ts, test_acc, time.perf_counter() - start, device)
+    if held is not None:
+        metrics["train_rows_per_process"] = held  # padded to split evenly over the devices
+    if not writer:
+        return EXIT_DIVERGED if (ts.history.get("stopped") or "").startswith("diverged") else 0
     checkpoints.write_json(out / "metrics.json", metrics)
     title = f"{cfg['model']} on {cfg['data']}: test accuracy {test_acc:.4f}"
     plots.plot_curves(ts.history, out / "curves.png", title=title)
@@ -1114,6 +1145,74 @@ def _cmd_gradcheck(args) -> int:
         + (f"; over: {', '.join(failed)}" if failed else "")
     )
     return 1 if failed else 0
+
+
+# ------------------------------------------------------------------ several processes (launch)
+
+
+def _add_process_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "several processes",
+        "all three, or none (then a cluster launcher's environment, e.g. SLURM, is used if present); "
+        "--devices then counts the devices of all processes (default: all of them)",
+    )
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="process 0's address, the same for all")
+    g.add_argument("--num-processes", type=_positive_int, default=None, metavar="N", help="processes in the run")
+    g.add_argument("--process-id", type=int, default=None, metavar="I", help="this process, 0..N-1 (0 writes files)")
+    g.add_argument(
+        "--init-timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="S",
+        help="seconds to wait for every process to join (default 30)",
+    )
+
+
+def _add_launch_parser(sub, fmt) -> None:
+    la = sub.add_parser(
+        "launch",
+        help="run a command in N local processes joined by JAX's distributed runtime",
+        description="Start N local processes of `jaxnets COMMAND ... --coordinator 127.0.0.1:PORT "
+        "--num-processes N --process-id I` (a free port; this environment passed on, e.g. XLA_FLAGS). "
+        "Ctrl-C ends all of them; when one fails the others are ended and its status is the exit status.",
+        formatter_class=fmt,
+    )
+    la.add_argument("-n", "--num-processes", type=_positive_int, required=True, metavar="N", help="processes")
+    la.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND ...", help="e.g. -- train --epochs 2")
+    la.set_defaults(run=_cmd_launch)
+
+
+def _init_processes(args) -> None:
+    """Join JAX's distributed runtime when asked to (before anything touches the backend)."""
+    from jaxnets import distributed
+
+    flags = {"--coordinator": args.coordinator, "--num-processes": args.num_processes, "--process-id": args.process_id}
+    given = [flag for flag, value in flags.items() if value is not None]
+    if given and len(given) < len(flags):
+        raise UsageError(
+            f"{', '.join(given)} given without {', '.join(f for f in flags if f not in given)}; "
+            "pass --coordinator HOST:PORT --num-processes N --process-id I together"
+        )
+    if given:
+        if not 0 <= args.process_id < args.num_processes:
+            raise UsageError(f"--process-id {args.process_id} must be in 0..{args.num_processes - 1}")
+        distributed.initialize(
+            args.coordinator, args.num_processes, args.process_id, init_timeout_s=args.init_timeout
+        )
+    elif distributed.cluster_detected():
+        distributed.initialize(init_timeout_s=args.init_timeout)
+
+
+def _cmd_launch(args) -> int:
+    from jaxnets import distributed
+
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if cmd[:1] != ["train"]:
+        raise UsageError(f"launch runs `train` in every process, e.g. launch -n 2 -- train --epochs 2; got {cmd}")
+    taken = [flag for flag in ("--coordinator", "--num-processes", "--process-id") if flag in cmd]
+    if taken:
+        raise UsageError(f"launch sets {', '.join(taken)} itself; drop it from the command")
+    return distributed.launch(args.num_processes, cmd)
 
 
 # ----------------------------------------------------------------------------------------- main
