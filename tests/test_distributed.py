@@ -70,8 +70,8 @@ def test_two_processes_match_one_and_hold_half_the_data(tmp_path, cache_env):
         "launch", "-n", "2", "--", "train", *RUN, "--epochs", "3", "--out", "two", env=env_with(cache_env, 2), cwd=work
     )
     assert two.returncode == 0, two.stderr
-    assert one.stdout.strip() == two.stdout.strip()  # "test accuracy: ...", printed once, equal
-    assert two.stdout.count("test accuracy") == 1
+    accuracy = lambda proc: [line for line in proc.stdout.splitlines() if line.startswith("test accuracy")]
+    assert len(accuracy(two)) == 1 and accuracy(one) == accuracy(two)  # printed by process 0 alone, equal
     assert sorted(p.name for p in work.iterdir()) == ["two"]
     p1, p2 = params_of(tmp_path / "one"), params_of(work / "two")
     assert p1.keys() == p2.keys() and p1
@@ -98,11 +98,11 @@ def test_only_process_0_writes_and_a_killed_peer_ends_all(tmp_path, cache_env):
     try:
         deadline = time.monotonic() + 100
         while time.monotonic() < deadline and all(p.poll() is None for p in procs):
-            if ckpt.is_file() and checkpoints.read_checkpoint_meta(ckpt)["epoch"] >= 2:
+            if ckpt.is_file() and checkpoints.read_checkpoint_meta(ckpt)["epoch"] >= 1:
                 break
             time.sleep(0.2)
         assert all(p.poll() is None for p in procs), [p.communicate(timeout=5)[1][-2000:] for p in procs]
-        assert checkpoints.read_checkpoint_meta(ckpt)["epoch"] >= 2, "the run did not reach epoch 2 in time"
+        assert checkpoints.read_checkpoint_meta(ckpt)["epoch"] >= 1, "the run did not reach epoch 1 in time"
         procs[1].send_signal(signal.SIGKILL)
         killed = time.monotonic()
         _, err = procs[0].communicate(timeout=45)
@@ -117,7 +117,7 @@ def test_only_process_0_writes_and_a_killed_peer_ends_all(tmp_path, cache_env):
     assert len(ours) == 1 and "process 0 of 2" in ours[0] and "lost a peer" in ours[0], err[-2000:]
     assert list(dirs[1].iterdir()) == []  # process 1 never wrote
     done = checkpoints.read_checkpoint_meta(ckpt)["epoch"]
-    assert done >= 2
+    assert done >= 1
     resumed = jaxnets(
         "launch",
         "-n",
