@@ -158,6 +158,28 @@ def test_launcher_reports_the_failed_process(tmp_path, cache_env):
     assert "jaxnets launch: process" in proc.stderr and "exited with status 2" in proc.stderr
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the children through /proc")
+def test_ctrl_c_in_the_launcher_ends_its_children(tmp_path, cache_env):
+    launcher = start("launch", "-n", "2", "--", "train", *RUN, "--epochs", "500", env=cache_env, cwd=tmp_path)
+    children_file = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children")
+    try:
+        deadline = time.monotonic() + 30
+        children = []
+        while len(children) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            children = [int(pid) for pid in children_file.read_text().split()]
+        assert len(children) == 2
+        launcher.send_signal(signal.SIGINT)
+        launcher.communicate(timeout=30)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    assert launcher.returncode != 0
+    for pid in children:  # reaped by the launcher, so gone from the process table
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
