@@ -158,6 +158,48 @@ def test_launcher_reports_the_failed_process(tmp_path, cache_env):
     assert "jaxnets launch: process" in proc.stderr and "exited with status 2" in proc.stderr
 
 
+SCRIPT = """
+import json, sys
+import jax, numpy as np
+from jaxnets import data, distributed, models, train
+port, num_processes, process_id = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+if num_processes > 1:
+    distributed.initialize(f"127.0.0.1:{port}", num_processes, process_id, init_timeout_s=60)
+split = data.load_digits(seed=0)
+model = models.two_layer_net(32, 10)
+config = train.TrainConfig(optimizer="momentum", learning_rate=0.1, epochs=2, batch_size=100)
+ts = distributed.fit(model, split, config, key=jax.random.key(0), devices=2)
+acc = train.accuracy(model, ts.best_params, ts.best_state, split["X_test"], split["y_test"])
+if distributed.is_writer():
+    print(json.dumps({"acc": acc, "W1": np.asarray(ts.best_params["W1"]).tolist()}))
+"""
+
+
+@pytest.mark.slow  # two more multi-process starts; the command tests above cover the same machinery
+def test_library_helper_in_a_script(tmp_path, cache_env):
+    """``distributed.fit`` in 2 processes x 1 device gives what it gives in 1 process x 2 devices."""
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT)
+    one = subprocess.run(
+        [sys.executable, script, "0", "1", "0"], env=env_with(cache_env, 2), capture_output=True, text=True, timeout=120
+    )
+    assert one.returncode == 0, one.stderr[-2000:]
+    port = str(distributed.free_port())
+    procs = [
+        subprocess.Popen(
+            [sys.executable, script, port, "2", str(i)], env=env_with(cache_env, 1), stdout=subprocess.PIPE, text=True
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    last_json = lambda text: json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
+    single, multi = last_json(one.stdout), last_json(outs[0])
+    assert not [line for line in outs[1].splitlines() if line.startswith("{")]  # process 1 printed nothing
+    assert multi["acc"] == single["acc"]
+    np.testing.assert_allclose(multi["W1"], single["W1"], atol=1e-5)
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the children through /proc")
 def test_ctrl_c_in_the_launcher_ends_its_children(tmp_path, cache_env):
     launcher = start("launch", "-n", "2", "--", "train", *RUN, "--epochs", "500", env=cache_env, cwd=tmp_path)
