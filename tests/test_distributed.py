@@ -62,12 +62,12 @@ def params_of(run: Path) -> dict:
 
 def test_two_processes_match_one_and_hold_half_the_data(tmp_path, cache_env):
     """2 processes x 2 devices (launcher) == 1 process x 4 devices; process 0 alone writes; half the data each."""
-    one = jaxnets("train", *RUN, "--epochs", "3", "--out", tmp_path / "one", env=env_with(cache_env, 4), cwd=tmp_path)
+    one = jaxnets("train", *RUN, "--epochs", "2", "--out", tmp_path / "one", env=env_with(cache_env, 4), cwd=tmp_path)
     assert one.returncode == 0, one.stderr
     work = tmp_path / "work"
     work.mkdir()
     two = jaxnets(
-        "launch", "-n", "2", "--", "train", *RUN, "--epochs", "3", "--out", "two", env=env_with(cache_env, 2), cwd=work
+        "launch", "-n", "2", "--", "train", *RUN, "--epochs", "2", "--out", "two", env=env_with(cache_env, 2), cwd=work
     )
     assert two.returncode == 0, two.stderr
     accuracy = lambda proc: [line for line in proc.stdout.splitlines() if line.startswith("test accuracy")]
