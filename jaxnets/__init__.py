@@ -18,6 +18,7 @@ __all__ = [
     "checkpoints",
     "cli",
     "data",
+    "distributed",
     "download",
     "errors",
     "files",
@@ -35,7 +36,7 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-_LAZY = {"checkpoints", "cli", "download", "files", "models", "plots", "presets", "runs", "tblog", "train", "typing"}
+_LAZY = set(__all__) - {"data", "errors", "gradcheck", "layers", "losses", "manual_grads"}
 
 
 def __getattr__(name: str):

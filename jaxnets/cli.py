@@ -6,6 +6,7 @@
     jaxnets sweep --lr log:1e-2:1:5 --reg 1e-4,1e-3,1e-2
     jaxnets evaluate --checkpoint runs/cnn
     jaxnets gradcheck --model fc
+    jaxnets launch -n 2 -- train --out runs/two   # 2 local processes on JAX's distributed runtime
 
 Bad input (unknown names, non-positive sizes, a run directory that already holds a run, a
 corrupt checkpoint, ...) ends with one line ``jaxnets: error: ...`` on stderr and exit status 2.
@@ -28,7 +29,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxnets import checkpoints, files, gradcheck, plots, presets, runs, tblog, train
+from jaxnets import checkpoints, distributed, files, gradcheck, plots, presets, runs, tblog, train
 from jaxnets.errors import InputError
 
 __all__ = ["main", "build_parser", "parse_grid", "UsageError", "EXIT_ERROR", "EXIT_DIVERGED", "EXIT_BUG"]
@@ -201,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     ``_command(...)`` call plus its options.
     """
     parser = _Parser(prog="jaxnets", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sweep,evaluate,gradcheck}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sweep,evaluate,gradcheck,launch}")
 
     tr = _command(sub, "train", _cmd_train, "train one model, with progress, plots, metrics and checkpoints",
                   "Train one model and keep its best-validation weights.\n\nWrites under --out: config.json, "
@@ -213,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "no progress bar or per-epoch lines; still print the test accuracy")
     _opt(g, "--resume", "continue the run in --out DIR from its checkpoint (only --epochs may change, to train "
          "longer)", action="store_true", default=False)
+    g = tr.add_argument_group("several processes", "all three, or none (then a cluster launcher's environment, e.g. "
+                              "SLURM, is used if present); --devices then counts the devices of all processes "
+                              "(default: all of them)")
+    _opt(g, "--coordinator", "process 0's address, the same for all", metavar="HOST:PORT")
+    _opt(g, "--num-processes", "processes in the run", type=_positive_int, metavar="N")
+    _opt(g, "--process-id", "this process, 0..N-1 (0 writes files)", type=int, metavar="I")
+    _opt(g, "--init-timeout", "seconds to wait for every process to join (default 30)", type=_positive_float,
+         default=30.0, metavar="S")
 
     sw = _command(sub, "sweep", _cmd_sweep,
                   "grid-search learning rate x reg, all configurations trained at once (vmap)",
@@ -239,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(gc, "--model", "check this whole model instead of the layers", choices=presets.names())
     _opt(gc, "--trials", "random shapes per function (default 2)", type=_positive_int, default=2)
     _opt(gc, "--seed", "first seed (default 0); with --model: seed of the params and inputs", type=int, default=0)
+
+    la = _command(sub, "launch", _cmd_launch, "run a command in N local processes joined by JAX's distributed runtime",
+                  "Start N local processes of `jaxnets train ... --coordinator 127.0.0.1:PORT --num-processes N "
+                  "--process-id I` (a free port; this environment passed on, e.g. XLA_FLAGS). Ctrl-C ends all of "
+                  "them; when one fails the others are ended and its status is the exit status.")
+    _opt(la, "-n", "processes", dest="num_processes", type=_positive_int, required=True, metavar="N")
+    la.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND ...", help="e.g. -- train --epochs 2")
     return parser
 
 
@@ -259,10 +275,21 @@ def _given(args: argparse.Namespace) -> dict:
 
 
 def _cmd_train(args) -> int:
+    _init_processes(args)
+    try:
+        return _train_run(args)
+    except jax.errors.JaxRuntimeError as e:
+        if distributed.is_multiprocess():  # a lost peer: one line, and no wait on the shutdown barrier
+            distributed.fail(e)
+        raise
+
+
+def _train_run(args) -> int:
     from tqdm import tqdm
 
     start = time.perf_counter()
     given = _given(args)
+    writer = distributed.is_writer()  # across processes, only process 0 writes files and progress
     if args.resume:
         if args.out is None:
             raise UsageError("--resume needs --out DIR, the directory of the run to continue")
@@ -270,9 +297,12 @@ def _cmd_train(args) -> int:
         cfg, record = runs.resume_config(out, given, name=_flag)
     else:
         cfg = presets.resolve_config(given, name=_flag)
+        if distributed.is_multiprocess() and "devices" not in given:
+            cfg["devices"] = jax.device_count()
         out = Path(args.out) if args.out else runs.default_out(f"{cfg['model']}-{cfg['data']}")
         markers = ("config.json", checkpoints.CHECKPOINT_NAME, "metrics.json")
-        out = runs.fresh_out(out, markers, resume_hint=True, name=_flag)
+        if writer:  # the others may start after process 0 made the directory
+            out = runs.fresh_out(out, markers, resume_hint=True, name=_flag)
         record = runs.config_record(cfg, given, args.argv, "train")
     ckpt = out / checkpoints.CHECKPOINT_NAME
     identity = dict(model_name=cfg["model"], model_config=presets.model_config(cfg), extra={"config": cfg})
@@ -286,25 +316,32 @@ def _cmd_train(args) -> int:
         at = datetime.datetime.now().isoformat(timespec="seconds")
         resumed = [*record.get("resumed", []), {"from_epoch": ts.epoch, "argv": args.argv, "at": at}]
         record = {**record, "config": cfg, "resumed": resumed}
-        files.write_json(out / "config.json", record)
+        if writer:
+            files.write_json(out / "config.json", record)
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        files.write_json(out / "config.json", record)
         ts = prep["template"]
-        checkpoints.save_checkpoint(ckpt, ts, **identity)
+        if writer:
+            out.mkdir(parents=True, exist_ok=True)
+            files.write_json(out / "config.json", record)
+            checkpoints.save_checkpoint(ckpt, ts, **identity)
 
-    split, steps, quiet = prep["split"], prep["steps"], args.quiet
+    # Across processes each keeps only its share of the training set.
+    split = distributed.shard_training_set(prep.pop("split"), cfg["devices"], cfg["batch_size"])
+    held = distributed.rows_held(split["X_train"]) if distributed.is_multiprocess() else None
+    steps, quiet = prep["steps"], args.quiet or not writer
     device = str(jax.devices()[0])
     if not quiet:
-        print(f"training {cfg['model']} on {cfg['data']} ({len(split['y_train'])} train, {len(split['y_val'])} val, "
+        print(f"training {cfg['model']} on {cfg['data']} ({split.get('num_train', len(split['y_train']))} train, "
+              f"{len(split['y_val'])} val, "
               f"{len(split['y_test'])} test) for {cfg['epochs']} epochs of {steps} steps on {device}; run dir {out}")
     bar = tqdm(total=cfg["epochs"] * steps, initial=ts.epoch * steps, unit="it", desc=cfg["model"], disable=quiet,
                file=sys.stderr, dynamic_ncols=True, leave=False)
 
-    tb = tblog.open_writer(out)  # None without the tensorboard extra
+    tb = tblog.open_writer(out) if writer else None  # None without the tensorboard extra
 
     def on_epoch(ts, rec):
-        checkpoints.save_checkpoint(ckpt, ts, **identity)
+        if writer:
+            checkpoints.save_checkpoint(ckpt, ts, **identity)
         tblog.log_epoch(tb, ts.history, rec["steps"])
         bar.update(rec["steps"])
         if not quiet:
@@ -319,6 +356,10 @@ def _cmd_train(args) -> int:
         bar.close()
     test_acc = train.accuracy(prep["model"], ts.best_params, ts.best_state, split["X_test"], split["y_test"])
     metrics = runs.metrics(cfg, ts, test_acc, time.perf_counter() - start, device)
+    if held is not None:
+        metrics["train_rows_per_process"] = held  # padded to split evenly over the devices
+    if not writer:
+        return EXIT_DIVERGED if (ts.history.get("stopped") or "").startswith("diverged") else 0
     files.write_json(out / "metrics.json", metrics)
     plots.plot_curves(ts.history, out / "curves.png", title=f"{cfg['model']} on {cfg['data']}: test accuracy "
                       f"{test_acc:.4f}")
@@ -475,6 +516,34 @@ def _cmd_gradcheck(args) -> int:
     n = len(gradcheck.CASES)
     print(f"\n{n - len(failed)}/{n} within their bars" + (f"; over: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------- several processes
+
+
+def _init_processes(args) -> None:
+    """Join JAX's distributed runtime when asked to (before anything touches the backend)."""
+    flags = {"--coordinator": args.coordinator, "--num-processes": args.num_processes, "--process-id": args.process_id}
+    given = [flag for flag, value in flags.items() if value is not None]
+    if given and len(given) < len(flags):
+        raise UsageError(f"{', '.join(given)} given without {', '.join(f for f in flags if f not in given)}; "
+                         "pass --coordinator HOST:PORT --num-processes N --process-id I together")
+    if given:
+        if not 0 <= args.process_id < args.num_processes:
+            raise UsageError(f"--process-id {args.process_id} must be in 0..{args.num_processes - 1}")
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id, init_timeout_s=args.init_timeout)
+    elif distributed.cluster_detected():
+        distributed.initialize(init_timeout_s=args.init_timeout)
+
+
+def _cmd_launch(args) -> int:
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if cmd[:1] != ["train"]:
+        raise UsageError(f"launch runs `train` in every process, e.g. launch -n 2 -- train --epochs 2; got {cmd}")
+    taken = [flag for flag in ("--coordinator", "--num-processes", "--process-id") if flag in cmd]
+    if taken:
+        raise UsageError(f"launch sets {', '.join(taken)} itself; drop it from the command")
+    return distributed.launch(args.num_processes, cmd)
 
 
 # ----------------------------------------------------------------------------------------- main

@@ -118,12 +118,12 @@ def _check_data(model: Model, data: dict) -> None:
     missing = [k for k in ("X_train", "y_train", "X_val", "y_val") if k not in data]
     if missing:
         raise InputError(f"data must be a split dict with X_train, y_train, X_val, y_val; missing {missing}")
-    X_train = np.asarray(data["X_train"])
+    X_train = _host_rows(data["X_train"])
     if X_train.ndim < 2 or X_train.shape[0] == 0:
         raise InputError(f"X_train must be a non-empty batch of shape (N, ...), got shape {X_train.shape}")
     num_classes = _num_classes(model, X_train.shape[1:], X_train.dtype)
     for part in ("train", "val"):
-        X, y = data[f"X_{part}"], data[f"y_{part}"]
+        X, y = (_host_rows(data[f"{a}_{part}"]) for a in "Xy")
         if part == "val" and np.size(y) == 0:
             continue  # no validation split: model selection falls back to train accuracy
         if part == "val" and np.shape(X)[1:] != X_train.shape[1:]:
@@ -134,6 +134,15 @@ def _check_data(model: Model, data: dict) -> None:
             validate_images_labels(X, y, num_classes=num_classes)
         except (ValueError, TypeError) as e:
             raise type(e)(f"{part} split: {e} (the model has {num_classes} classes)") from None
+
+
+def _host_rows(a):
+    """The rows of ``a`` this process holds: all of them, except for a global array spread over
+    several processes (``distributed.shard_training_set``)."""
+    if not isinstance(a, jax.Array) or a.is_fully_addressable:
+        return np.asarray(a)
+    shards = {s.index[0].start or 0: s.data for s in a.addressable_shards}
+    return np.concatenate([np.asarray(shards[start]) for start in sorted(shards)])
 
 
 def _describe_mismatch(name: str, got, expected) -> str | None:
@@ -325,11 +334,17 @@ def accuracy(model: Model, params, state, X, y, *, batch_size: int = 1000) -> fl
     return float(jnp.mean(preds == jnp.asarray(y)))
 
 
-def _subsample(X, y, n, seed=0):
-    """A fixed subset of ``n`` training examples for the per-epoch train accuracy."""
-    if len(y) <= n:
+def _subsample(X, y, n, seed=0, num_train=None):
+    """A fixed subset of ``n`` of the first ``num_train`` training examples for the per-epoch train accuracy
+    (the same on every process when ``X``, ``y`` are global arrays spread over processes)."""
+    num_train = len(y) if num_train is None else num_train
+    if num_train <= n and num_train == len(y):
         return X, y
-    idx = np.random.default_rng(seed).choice(len(y), n, replace=False)
+    idx = np.random.default_rng(seed).choice(num_train, min(n, num_train), replace=False)
+    if isinstance(X, jax.Array) and not X.is_fully_addressable:
+        everywhere = jax.sharding.NamedSharding(X.sharding.mesh, jax.sharding.PartitionSpec())
+        gather = jax.jit(lambda a: a[idx], out_shardings=everywhere)
+        return np.asarray(gather(X)), np.asarray(gather(y))
     return X[idx], y[idx]
 
 
@@ -364,7 +379,7 @@ def fit(
     """
     _check_data(model, data)
     X_train, y_train = data["X_train"], data["y_train"]
-    num_train = len(y_train)
+    num_train = data.get("num_train", len(y_train))  # a global array spread over processes may be padded
     _check_config(config, num_train)
     steps = max(num_train // config.batch_size, 1)
     mesh_sharding = _data_parallel(devices, config.batch_size)
@@ -379,11 +394,18 @@ def fit(
     replicated = (
         None if mesh_sharding is None else jax.sharding.NamedSharding(mesh_sharding.mesh, jax.sharding.PartitionSpec())
     )
-    X_dev, y_dev = jax.device_put(np.asarray(X_train), replicated), jax.device_put(np.asarray(y_train), replicated)
+    # Across processes, each holds only its rows of the training set (a global array already on the mesh).
+    spread = isinstance(X_train, jax.Array) and not X_train.is_fully_addressable
+    if spread:
+        X_dev, y_dev = X_train, y_train
+    else:
+        X_dev, y_dev = jax.device_put(np.asarray(X_train), replicated), jax.device_put(np.asarray(y_train), replicated)
     hyper = {"learning_rate": jnp.float32(config.learning_rate), "reg": jnp.float32(config.reg)}
-    X_sub, y_sub = _subsample(X_train, y_train, max(len(data["y_val"]), 1000))
+    X_sub, y_sub = _subsample(X_train, y_train, max(len(data["y_val"]), 1000), num_train=num_train)
     history = {k: list(v) for k, v in ts.history.items()}
     params, state, opt_state = jax.tree_util.tree_map(jnp.array, (ts.params, ts.state, ts.opt_state))  # donated below
+    if spread:  # placed as the epoch returns them, so the second epoch does not compile again
+        params, state, opt_state = jax.device_put((params, state, opt_state), replicated)
     best = (ts.best_params, ts.best_state, ts.best_val_acc)
     since_best = 0
     for epoch in range(ts.epoch, config.epochs):
@@ -436,6 +458,15 @@ def _data_parallel(devices, batch_size):
         raise InputError(
             f"batch_size={batch_size} must be divisible by devices={devices} to split each minibatch evenly"
         )
+    if jax.process_count() > 1:
+        # An equal share of devices from every process, in process order (each holds its rows of the data).
+        if devices % jax.process_count():
+            raise InputError(
+                f"devices={devices} must be a multiple of the {jax.process_count()} processes (each gives as many)"
+            )
+        per_process = devices // jax.process_count()
+        by_process = [[d for d in available if d.process_index == p] for p in range(jax.process_count())]
+        available = [d for own in by_process for d in own[:per_process]]
     mesh = jax.sharding.Mesh(np.array(available[:devices]), ("batch",))
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
 

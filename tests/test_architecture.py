@@ -21,7 +21,7 @@ LEVELS = [
     ["manual_grads"],
     ["gradcheck", "models", "broken_grads"],
     ["train"],
-    ["presets"],
+    ["presets", "distributed"],
     ["runs"],
     ["cli"],
     ["__main__"],
