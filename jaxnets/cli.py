@@ -64,6 +64,7 @@ _BASE = dict(
     batch_size=200,
     patience=None,
     with_replacement=False,
+    augment=False,
 )
 #: Per-model hyperparameters used where a flag is not given (tuned on sklearn digits).
 MODEL_DEFAULTS = {
@@ -316,6 +317,12 @@ def _add_optim_args(p: argparse.ArgumentParser, sweep: bool) -> None:
         default=None,
         help="sample each minibatch with replacement (as the course does) instead of shuffled passes",
     )
+    g.add_argument(
+        "--augment",
+        action="store_true",
+        default=None,
+        help="augment training images: random crops of the image zero-padded by 2, left-right flips (p=0.5)",
+    )
     if not sweep:
         g.add_argument(
             "--patience",
@@ -437,6 +444,7 @@ _CONFIG_KEYS = (
     "epochs",
     "batch_size",
     "with_replacement",
+    "augment",
     "patience",
     "devices",
 )
@@ -549,6 +557,7 @@ def _train_config(cfg: dict):
         batch_size=cfg["batch_size"],
         patience=cfg["patience"],
         with_replacement=cfg["with_replacement"],
+        **(dict(crop_pad=2, flip_prob=0.5) if cfg.get("augment") else {}),
     )
 
 
