@@ -13,7 +13,7 @@ def _batch(n=8, c=2, h=5, w=6, dtype=jnp.float32):
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
-def test_shapes_and_dtype(dtype):
+def test_shapes_and_dtype(x64, dtype):
     x = _batch(dtype=dtype)
     out = augment.augment_batch(jax.random.key(0), x, crop_pad=2, flip_prob=0.5)
     assert out.shape == x.shape and out.dtype == x.dtype
