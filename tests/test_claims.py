@@ -36,15 +36,14 @@ def test_whole_model_manual_gradient_matches_autodiff_and_numeric(x64, name):
 
     manual = jax.grad(objective(manual_model, manual_grads))(params)
     auto = jax.grad(objective(auto_model, losses))(params)
-    # a step small enough that relu / max-pool inputs stay clear of their kinks
+    # a step small enough that relu / max-pool inputs stay clear of their kinks; its rounding noise
+    # (~1e-11 absolute) is measured against the gradient's scale, not against each tiny entry
     numeric = gradcheck.numeric_grads(objective(auto_model, losses), (params,), (0,), h=1e-5)[0]
     for k in params:
         assert manual[k].dtype == jnp.float64
-        # entries that are 0 in exact arithmetic (a bias before batch norm) are compared in absolute terms
-        live = np.abs(np.asarray(auto[k])) > 1e-9
-        assert np.abs(np.asarray(manual[k] - numeric[k]))[~live].max(initial=0) < 1e-9, k
         assert gradcheck.rel_error(manual[k], auto[k]) < 1e-10, k
-        assert gradcheck.rel_error(manual[k][live], numeric[k][live]) < 1e-7, k
+        scale = float(jnp.max(jnp.abs(numeric[k]))) or 1.0
+        assert float(jnp.max(jnp.abs(manual[k] - numeric[k]))) / scale < 1e-7, k
 
 
 def test_lr_decay_is_the_rate_the_optimizer_uses(x64):
