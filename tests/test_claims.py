@@ -1,14 +1,13 @@
 """README claims without a test elsewhere: whole-model gradients of every model, the learning rate
 the optimizer really uses, dtype preservation of every layer and loss, divergence after good epochs."""
 
-import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnets import cli, data, gradcheck, layers, losses, manual_grads, models, train
+from jaxnets import data, gradcheck, layers, losses, manual_grads, models, train
 
 WHOLE_MODELS = {
     "linear-svm": (lambda ops: models.linear_classifier(4, ops=ops), (6,), "svm"),
