@@ -1,7 +1,6 @@
 """README claims without a test elsewhere: whole-model gradients of every model, the learning rate
 the optimizer really uses, dtype preservation of every layer and loss, divergence after good epochs."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -80,10 +79,12 @@ def test_every_layer_and_loss_keeps_the_dtype(x64, name, dtype):
     """Each function with a hand-derived backward, autodiff and manual: outputs and gradients in the input dtype."""
     case = next(c for c in gradcheck.CASES if c.name == name)
     args = list(case.sample(np.random.default_rng(0)))
-    args = [
-        jnp.asarray(a, dtype) if isinstance(a, jax.Array | np.ndarray) and jnp.issubdtype(a.dtype, jnp.floating) else a
-        for a in args
-    ]
+
+    def cast(a):
+        floating = isinstance(a, jax.Array | np.ndarray) and jnp.issubdtype(a.dtype, jnp.floating)
+        return jnp.asarray(a, dtype) if floating else a
+
+    args = [jax.tree_util.tree_map(cast, a) if isinstance(a, dict) else cast(a) for a in args]
     for ns in ({"layers": layers, "losses": losses}[case.module], manual_grads):
         fn = getattr(ns, name)
         out = fn(*args)
