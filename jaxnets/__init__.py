@@ -15,6 +15,7 @@ import importlib
 from jaxnets import data, errors, gradcheck, layers, losses, manual_grads
 
 __all__ = [
+    "augment",
     "checkpoints",
     "cli",
     "data",

@@ -175,6 +175,8 @@ def _add_optim_args(p: argparse.ArgumentParser, sweep: bool) -> None:
     _opt(g, "--batch-size", "minibatch size (default per model)", type=_positive_int, metavar="N")
     _opt(g, "--with-replacement", "sample each minibatch with replacement (as the course does) instead of "
          "shuffled passes", action="store_true")
+    _opt(g, "--augment", "augment training images: random crops of the image zero-padded by 2, left-right flips "
+         "(p=0.5)", action="store_true")
     if not sweep:
         _opt(g, "--patience", "stop after E epochs without a better val accuracy (default: never)",
              type=_positive_int, metavar="E")

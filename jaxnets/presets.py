@@ -73,6 +73,7 @@ CONFIG_KEYS = (
     "epochs",
     "batch_size",
     "with_replacement",
+    "augment",
     "patience",
     "devices",
 )
@@ -93,6 +94,7 @@ BASE_DEFAULTS: dict[str, Any] = dict(
     batch_size=200,
     patience=None,
     with_replacement=False,
+    augment=False,
 )
 
 
@@ -244,6 +246,8 @@ def train_config(cfg: dict) -> train.TrainConfig:
         batch_size=cfg["batch_size"],
         patience=cfg["patience"],
         with_replacement=cfg["with_replacement"],
+        # --augment: random crops of the image zero-padded by 2 and left-right flips
+        **(dict(crop_pad=2, flip_prob=0.5) if cfg.get("augment") else {}),
     )
 
 

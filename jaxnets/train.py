@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnets import layers, losses, manual_grads
+from jaxnets import augment, layers, losses, manual_grads
 from jaxnets.data import validate_images_labels
 from jaxnets.errors import InputError
 from jaxnets.models import Model
@@ -73,6 +73,8 @@ class TrainConfig(NamedTuple):
     patience: int | None = None
     with_replacement: bool = False
     eval_batch_size: int = 1000
+    crop_pad: int = 0  # augmentation (jaxnets.augment): random crops of images zero-padded by this
+    flip_prob: float = 0.0  # augmentation: mirror each training image left-right with this probability
 
 
 def _check_config(config: TrainConfig, num_train: int):
@@ -92,6 +94,10 @@ def _check_config(config: TrainConfig, num_train: int):
         raise InputError(f"reg must be >= 0, got {config.reg!r}")
     if config.patience is not None and config.patience < 1:
         raise InputError(f"patience must be a positive int or None, got {config.patience!r}")
+    if isinstance(config.crop_pad, bool) or not isinstance(config.crop_pad, int) or config.crop_pad < 0:
+        raise InputError(f"crop_pad must be a non-negative int, got {config.crop_pad!r}")
+    if not 0 <= config.flip_prob <= 1:
+        raise InputError(f"flip_prob must be in [0, 1], got {config.flip_prob!r}")
     if config.batch_size > num_train:
         raise InputError(
             f"batch_size={config.batch_size} is larger than the training set ({num_train} examples); "
@@ -289,6 +295,9 @@ def make_epoch_fn(
             params_t, state, opt_state_t = carry
             idx, step_key = inputs
             xb, yb = X[idx], y[idx]
+            if config.crop_pad or config.flip_prob:
+                step_key, aug_key = jax.random.split(step_key)
+                xb = augment.augment_batch(aug_key, xb, crop_pad=config.crop_pad, flip_prob=config.flip_prob)
             if batch_sharding is not None:
                 xb = jax.lax.with_sharding_constraint(xb, batch_sharding)
                 yb = jax.lax.with_sharding_constraint(yb, batch_sharding)

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "jaxnets"
 # A module imports only from lower levels (not its own). Keep in step with docs/architecture.md.
 LEVELS = [
     ["errors", "files", "typing", "tblog"],
-    ["download", "layers", "checkpoints", "plots"],
+    ["augment", "download", "layers", "checkpoints", "plots"],
     ["data", "losses"],
     ["manual_grads"],
     ["gradcheck", "models", "broken_grads"],
