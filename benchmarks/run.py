@@ -107,14 +107,14 @@ def _peak_probe(n):
     return {"numpy": lambda: a @ b, "jax": lambda: mm(ja, jb).block_until_ready()}
 
 
-def worker(key, quick, reps, torch_wanted):
+def worker(key, quick, reps, torch_wanted, sizes=None):
     """Time workload ``key``; returns the result dict (printed as JSON by ``main``)."""
     import workloads
 
     t_start = time.perf_counter()
     load_start = os.getloadavg()
     torch_ok, torch_reason, torch_version = _torch_status() if torch_wanted else (False, "disabled by --no-torch", None)
-    wl = workloads.build(key, quick, torch_ok)
+    wl = workloads.build(key, quick, torch_ok, sizes if key in ("W6", "W7") else None)
     result = {
         "key": key,
         "title": wl.title,
@@ -190,12 +190,12 @@ def worker(key, quick, reps, torch_wanted):
     return result
 
 
-def memory_worker(key, impl_name, quick, torch_wanted):
+def memory_worker(key, impl_name, quick, torch_wanted, sizes=None):
     """Run one implementation alone (setup, compile, one run) and report its memory."""
     import workloads
 
     torch_ok = _torch_status()[0] if torch_wanted else False
-    wl = workloads.build(key, quick, torch_ok)
+    wl = workloads.build(key, quick, torch_ok, sizes if key in ("W6", "W7") else None)
     impl = next(i for i in wl.impls if i.name == impl_name)
     before = rss_mib()
     state = impl.setup()
@@ -428,6 +428,13 @@ def main(argv=None):
         help="per-implementation memory subprocesses (auto: on unless --quick)",
     )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per subprocess")
+    parser.add_argument(
+        "--size",
+        action="append",
+        default=[],
+        metavar="NAME=INT",
+        help="shorter W6/W7 runs: w6_n (training images, default 55000) or w6_val (validation images, 5000)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -436,14 +443,20 @@ def main(argv=None):
     if args.reps < 1:
         parser.error(f"--reps must be >= 1, got {args.reps}")
 
+    sizes = {}
+    for item in args.size:
+        name, _, value = item.partition("=")
+        if name not in ("w6_n", "w6_val") or not value.isdigit() or int(value) < 1:
+            parser.error(f"--size: expected w6_n=INT or w6_val=INT (INT >= 1), got {item!r}")
+        sizes[name] = int(value)
     if args.worker:
         # one JSON line per workload; several workloads share the process only with --quick
         for key in args.worker.split(","):
-            print(json.dumps(worker(key, args.quick, args.reps, not args.no_torch)), flush=True)
+            print(json.dumps(worker(key, args.quick, args.reps, not args.no_torch, sizes)), flush=True)
         return 0
     if args.memory_worker:
         key, impl = args.memory_worker.split(":", 1)
-        print(json.dumps(memory_worker(key, impl, args.quick, not args.no_torch)))
+        print(json.dumps(memory_worker(key, impl, args.quick, not args.no_torch, sizes)))
         return 0
 
     canonical = {k.upper(): k for k in WORKLOAD_KEYS}
@@ -452,6 +465,7 @@ def main(argv=None):
     if bad:
         parser.error(f"--only: unknown workload(s) {bad}; choose from {', '.join(WORKLOAD_KEYS)}")
     common = (["--quick"] if args.quick else []) + (["--no-torch"] if args.no_torch else [])
+    common += [f"--size={k}={v}" for k, v in sizes.items()]
     env = dict(os.environ)
     env.setdefault("PYTHONHASHSEED", "0")
     info = machine_info()
