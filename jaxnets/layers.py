@@ -645,8 +645,14 @@ def _conv2d_nhwc_forward(x, w, b, pad):
     >>> _conv2d_nhwc_forward(jnp.ones((1, 8, 8, 3)), jnp.ones((4, 3, 3, 3)), jnp.zeros(4), 1)[0].shape
     (1, 8, 8, 4)
     """
+    _check_float("x", x)
+    _check_ndim("x", x, (4,), "N, H, W, C")
     N, H, W, C = jnp.shape(x)
     F, _, HH, WW = jnp.shape(w)
+    if jnp.shape(w)[1] != C:
+        raise ValueError(
+            f"x has {C} channels (NCHW shape {(N, C, H, W)}) but w expects C={jnp.shape(w)[1]} (w shape {jnp.shape(w)})"
+        )
     Ho, Wo = H + 2 * pad - HH + 1, W + 2 * pad - WW + 1
     xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))) if pad else x
     shifted = [xp[:, i : i + Ho, j : j + Wo, :] for i in range(HH) for j in range(WW)]
