@@ -53,6 +53,10 @@ __all__ = [
     "w3_numpy_prepare",
     "w3_numpy_run",
     "w3_numpy_step",
+    "w6_init_params",
+    "w6_loss_and_grads",
+    "w6_numpy_prepare",
+    "w6_numpy_run",
     "conv_forward",
     "conv_backward",
     "max_pool_forward",
@@ -554,6 +558,154 @@ def w3_numpy_run(prepared, *, lr=1e-3, reg, input_grad=False):
 def w3_numpy_step(params, X, y, *, lr=1e-3, reg):
     """:func:`w3_numpy_prepare` then :func:`w3_numpy_run`."""
     return w3_numpy_run(w3_numpy_prepare(params, X, y), lr=lr, reg=reg)
+
+
+# --------------------------------------------------------------------------------------------
+# W6: the README's Fashion-MNIST convnet, Adam, one epoch
+# --------------------------------------------------------------------------------------------
+
+
+def w6_init_params(seed=0, input_dim=(1, 28, 28), channels=(32, 64), hidden_dims=(256,), num_classes=10):
+    """``convnet`` shapes with He-scaled normal weights, zero biases, ``gamma = 1``, ``beta = 0``.
+
+    Returns:
+        float32 ``{W1 (32, 1, 3, 3), b1, gamma1, beta1, W2 (64, 32, 3, 3), ..., W3 (3136, 256), b3,
+        gamma3, beta3, W4 (256, 10), b4}``.
+    """
+    rng = np.random.default_rng(seed)
+    C, H, W = input_dim
+    params = {}
+    c_in = C
+    for i, c_out in enumerate(channels, start=1):
+        params[f"W{i}"] = (np.sqrt(2.0 / (9 * c_in)) * rng.standard_normal((c_out, c_in, 3, 3))).astype(np.float32)
+        params[f"b{i}"] = np.zeros(c_out, np.float32)
+        params[f"gamma{i}"], params[f"beta{i}"] = np.ones(c_out, np.float32), np.zeros(c_out, np.float32)
+        c_in = c_out
+    dims = [c_in * (H >> len(channels)) * (W >> len(channels)), *hidden_dims, num_classes]
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True), start=len(channels) + 1):
+        params[f"W{i}"] = (np.sqrt(2.0 / a) * rng.standard_normal((a, b))).astype(np.float32)
+        params[f"b{i}"] = np.zeros(b, np.float32)
+        if i < len(channels) + len(dims) - 1:
+            params[f"gamma{i}"], params[f"beta{i}"] = np.ones(b, np.float32), np.zeros(b, np.float32)
+    return params
+
+
+def _bn_rows_forward(a, gamma, beta):
+    """Batch norm of ``a`` (M, D) over its rows: ``(z, cache)``."""
+    mu = a.mean(axis=0)
+    var = a.var(axis=0)
+    inv_std = 1.0 / np.sqrt(var + BN_EPS)
+    xhat = (a - mu) * inv_std
+    return gamma * xhat + beta, (xhat, inv_std, gamma)
+
+
+def _bn_rows_backward(dz, cache):
+    """``(da, dgamma, dbeta)``: the closed form of ``w2_loss_and_grads``."""
+    xhat, inv_std, gamma = cache
+    M = dz.shape[0]
+    dxhat = dz * gamma
+    da = (inv_std / M) * (M * dxhat - dxhat.sum(axis=0) - xhat * np.sum(dxhat * xhat, axis=0))
+    return da, np.sum(dz * xhat, axis=0), dz.sum(axis=0)
+
+
+def w6_loss_and_grads(params, X, y, reg, rate, rng):
+    """``convnet``: ``{conv 3x3 pad 1 - spatial batch norm - relu - max pool 2x2} x 2 - {affine -
+    batch norm - relu - dropout} - affine - softmax``: loss and hand backward (im2col convs).
+
+    Args:
+        params: from :func:`w6_init_params`.
+        X: ``(N, C, H, W)`` images.
+        y: ``(N,)`` int labels.
+        reg: L2 strength.
+        rate: dropout drop probability in ``[0, 1)``.
+        rng: ``np.random.Generator`` drawing the dropout mask.
+
+    Returns:
+        ``(loss, grads)`` with ``grads`` keyed like ``params``.
+    """
+    n_conv = sum(1 for k in params if k.startswith("W") and params[k].ndim == 4)
+    L = sum(1 for k in params if k.startswith("W"))
+    N = X.shape[0]
+    caches, h = [], X
+    for i in range(1, n_conv + 1):
+        c, conv_cache = conv_forward(h, params[f"W{i}"], params[f"b{i}"], stride=1, pad=1)
+        Nn, Cc, Hh, Ww = c.shape
+        rows = c.transpose(0, 2, 3, 1).reshape(-1, Cc)
+        z, bn_cache = _bn_rows_forward(rows, params[f"gamma{i}"], params[f"beta{i}"])
+        r = np.ascontiguousarray(np.maximum(z, 0).reshape(Nn, Hh, Ww, Cc).transpose(0, 3, 1, 2))
+        h, pool_cache = max_pool_forward(r)
+        caches.append((conv_cache, bn_cache, r, pool_cache))
+    h = h.reshape(N, -1)
+    fc_caches = []
+    for i in range(n_conv + 1, L):
+        a = h @ params[f"W{i}"] + params[f"b{i}"]
+        z, bn_cache = _bn_rows_forward(a, params[f"gamma{i}"], params[f"beta{i}"])
+        out = np.maximum(z, 0)
+        mask = None
+        if rate > 0:
+            mask = (rng.random(out.shape, dtype=out.dtype) >= rate) * out.dtype.type(1.0 / (1.0 - rate))
+            out = out * mask
+        fc_caches.append((h, bn_cache, z, mask))
+        h = out
+    WL = params[f"W{L}"]
+    scores = h @ WL + params[f"b{L}"]
+    loss, dscores = softmax_loss(scores, y)
+    loss = loss + l2_penalty(params, reg)
+
+    grads = {f"W{L}": h.T @ dscores + reg * WL, f"b{L}": dscores.sum(axis=0)}
+    dh = dscores @ WL.T
+    for i in range(L - 1, n_conv, -1):
+        h_in, bn_cache, z, mask = fc_caches[i - n_conv - 1]
+        if mask is not None:
+            dh = dh * mask
+        da, grads[f"gamma{i}"], grads[f"beta{i}"] = _bn_rows_backward(dh * (z > 0), bn_cache)
+        W = params[f"W{i}"]
+        grads[f"W{i}"] = h_in.T @ da + reg * W
+        grads[f"b{i}"] = da.sum(axis=0)
+        dh = da @ W.T
+    for i in range(n_conv, 0, -1):
+        conv_cache, bn_cache, r, pool_cache = caches[i - 1]
+        Nn, Cc, Hh, Ww = r.shape
+        dr = max_pool_backward(dh.reshape(Nn, Cc, Hh // 2, Ww // 2), pool_cache)
+        dr *= r > 0
+        drows = dr.transpose(0, 2, 3, 1).reshape(-1, Cc)
+        dc, grads[f"gamma{i}"], grads[f"beta{i}"] = _bn_rows_backward(drows, bn_cache)
+        dc = np.ascontiguousarray(dc.reshape(Nn, Hh, Ww, Cc).transpose(0, 3, 1, 2))
+        dh, dW, grads[f"b{i}"] = conv_backward(dc, conv_cache, input_grad=i > 1)
+        grads[f"W{i}"] = dW + reg * params[f"W{i}"]
+    return loss, grads
+
+
+def w6_numpy_prepare(params, X, y):
+    """Converts once: float32 NCHW ``X (N, C, H, W)``, int64 ``y``, float32 params."""
+    return _prepare(params, X, y, flatten=False)
+
+
+def w6_numpy_run(prepared, *, lr=1e-3, reg, dropout, batch_size=100, seed=0, beta1=0.9, beta2=0.999, eps=1e-8):
+    """One epoch of Adam on the convnet over contiguous minibatches (as :func:`w2_numpy_run`).
+
+    Returns:
+        ``(params, losses)``.
+    """
+    params, X, y = prepared
+    params = {k: v.copy() for k, v in params.items()}
+    m = {k: np.zeros_like(v) for k, v in params.items()}
+    v = {k: np.zeros_like(p) for k, p in params.items()}
+    rng = np.random.default_rng(seed)
+    losses = []
+    for step in range(_num_steps(X.shape[0], batch_size)):
+        batch = slice(step * batch_size, (step + 1) * batch_size)
+        loss, grads = w6_loss_and_grads(params, X[batch], y[batch], reg, dropout, rng)
+        t = step + 1
+        bc1, bc2 = 1.0 - beta1**t, 1.0 - beta2**t
+        for k, g in grads.items():
+            m[k] *= beta1
+            m[k] += (1.0 - beta1) * g
+            v[k] *= beta2
+            v[k] += (1.0 - beta2) * (g * g)
+            params[k] -= lr * (m[k] / bc1) / (np.sqrt(v[k] / bc2) + eps)
+        losses.append(float(loss))
+    return params, losses
 
 
 # --------------------------------------------------------------------------------------------

@@ -65,6 +65,10 @@ __all__ = [
     "w3_torch_prepare",
     "w3_torch_run",
     "w3_torch_step",
+    "w6_forward",
+    "w6_torch_prepare",
+    "w6_torch_run",
+    "w7_torch_fit",
 ]
 
 BN_EPS = 1e-5
@@ -317,6 +321,123 @@ def w3_torch_run(prepared, *, lr=1e-3, reg):
 def w3_torch_step(params, X, y, *, lr=1e-3, reg):
     """:func:`w3_torch_prepare` then :func:`w3_torch_run`."""
     return w3_torch_run(w3_torch_prepare(params, X, y), lr=lr, reg=reg)
+
+
+# --------------------------------------------------------------------------------------------
+# W6 / W7: the README's Fashion-MNIST convnet, Adam
+# --------------------------------------------------------------------------------------------
+
+
+def w6_forward(params, X, *, train, rate=0.0, running=None, momentum=0.1):
+    """``convnet`` scores: ``{conv 3x3 pad 1 - batch norm - relu - max pool 2x2} x n - {affine -
+    batch norm - relu - dropout} - affine``.
+
+    Args:
+        params: tensors as ``baseline_numpy.w6_init_params``.
+        X: ``(N, C, H, W)`` images.
+        train: batch statistics and dropout (True) or the running statistics (False).
+        rate: dropout drop probability.
+        running: ``{i: (running_mean, running_var)}`` buffers, updated in training by
+            ``F.batch_norm`` (torch's momentum 0.1 = jaxnets' 0.9), required when ``train`` is
+            False; None in training skips them.
+
+    Returns:
+        ``(N, classes)`` scores.
+    """
+    L = sum(1 for k in params if k.startswith("W"))
+    h = X
+    for i in range(1, L):
+        W = params[f"W{i}"]
+        conv = W.dim() == 4
+        h = F.conv2d(h, W, params[f"b{i}"], padding=W.shape[2] // 2) if conv else torch.addmm(params[f"b{i}"], h, W)
+        rm, rv = running[i] if running is not None else (None, None)
+        h = F.batch_norm(h, rm, rv, params[f"gamma{i}"], params[f"beta{i}"], train, momentum, BN_EPS)
+        h = F.relu(h)
+        if conv:
+            h = F.max_pool2d(h, 2, 2)
+            if params[f"W{i + 1}"].dim() == 2:
+                h = h.flatten(1)  # NCHW order, as jaxnets' affine
+        elif train and rate > 0:
+            h = F.dropout(h, rate, training=True)
+    return torch.addmm(params[f"b{L}"], h, params[f"W{L}"])
+
+
+def w6_torch_prepare(params, X, y):
+    """Converts once: float32 NCHW ``X (N, C, H, W)``, int64 ``y``, float32 params."""
+    return _prepare(params, X, y, flatten=False)
+
+
+def _w6_epoch(params, opt, X, y, reg, dropout, batch_size, running=None):
+    losses = []
+    for step in range(_num_steps(X.shape[0], batch_size)):
+        batch = slice(step * batch_size, (step + 1) * batch_size)
+        scores = w6_forward(params, X[batch], train=True, rate=dropout, running=running)
+        loss = F.cross_entropy(scores, y[batch]) + _l2_penalty(params, reg)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def w6_torch_run(prepared, *, lr=1e-3, reg, dropout, batch_size=100, seed=0):
+    """One epoch of ``torch.optim.Adam`` on the convnet over contiguous minibatches (no running
+    statistics, as :func:`w2_torch_run`).
+
+    Returns:
+        ``(params, losses)``.
+    """
+    params, X, y = prepared
+    params = _leaves(params)
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(params.values(), lr=lr)
+    losses = _w6_epoch(params, opt, X, y, reg, dropout, batch_size)
+    return _to_numpy(params), losses
+
+
+def _accuracy(params, running, X, y, batch_size):
+    with torch.no_grad():
+        correct = 0
+        for s in range(0, X.shape[0], batch_size):
+            scores = w6_forward(params, X[s : s + batch_size], train=False, running=running)
+            correct += int((scores.argmax(1) == y[s : s + batch_size]).sum())
+    return correct / X.shape[0]
+
+
+def w7_torch_fit(prepared, val, *, epochs, lr=1e-3, reg, dropout, batch_size=100, eval_batch_size=1000, seed=0):
+    """What ``train.fit`` does, in torch: per epoch, one epoch of Adam (with running batch-norm
+    statistics), then the accuracy on a fixed training subsample of ``len(y_val)`` (at least 1000)
+    and on the validation set in batches of ``eval_batch_size``, keeping a copy of the best weights.
+
+    Args:
+        prepared: from :func:`w6_torch_prepare` (the training set).
+        val: ``(X_val, y_val)`` tensors.
+
+    Returns:
+        ``(best_params, history)`` with ``history = [(train_acc, val_acc), ...]``.
+    """
+    params, X, y = prepared
+    X_val, y_val = val
+    params = _leaves(params)
+    torch.manual_seed(seed)
+    running = {
+        i: (torch.zeros(params[f"gamma{i}"].shape[0]), torch.zeros(params[f"gamma{i}"].shape[0]))
+        for i in range(1, sum(1 for k in params if k.startswith("W")))
+    }
+    n_sub = min(X.shape[0], max(len(y_val), 1000))
+    sub = torch.from_numpy(np.random.default_rng(seed).choice(X.shape[0], n_sub, replace=False))
+    opt = torch.optim.Adam(params.values(), lr=lr)
+    best, best_acc, history = None, -1.0, []
+    for _ in range(epochs):
+        _w6_epoch(params, opt, X, y, reg, dropout, batch_size, running)
+        accs = (
+            _accuracy(params, running, X[sub], y[sub], eval_batch_size),
+            _accuracy(params, running, X_val, y_val, eval_batch_size),
+        )
+        history.append(accs)
+        if accs[1] > best_acc:
+            best, best_acc = _to_numpy(params), accs[1]
+    return best, history
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Op-level timings behind the benchmark's misses: XLA:CPU against numpy on the same operations.
 
     python benchmarks/op_profile.py [--reps 9] [--json FILE]
-    python benchmarks/op_profile.py --trace W1 jaxnets-auto [--top 20]
+    python benchmarks/op_profile.py --trace W1 jaxnets-auto [--top 20] [--size w6_n=5000]
 
 ``--trace WORKLOAD IMPL`` profiles one run of a benchmark implementation (``workloads.py``) with
 ``jax.profiler`` (XLA:CPU's per-kernel trace events switched on through
@@ -58,9 +58,22 @@ def main(argv=None):
         "--trace", nargs=2, metavar=("WORKLOAD", "IMPL"), help="per-kernel profile of one run, e.g. W1 jaxnets-auto"
     )
     parser.add_argument("--top", type=int, default=20, help="kernels to list with --trace")
+    parser.add_argument(
+        "--size",
+        action="append",
+        default=[],
+        metavar="NAME=INT",
+        help="with --trace: override one of workloads.sizes(), e.g. w6_n=5000 (a shorter epoch)",
+    )
     args = parser.parse_args(argv)
     if args.trace:
-        return trace(*args.trace, top=args.top)
+        overrides = {}
+        for item in args.size:
+            name, _, value = item.partition("=")
+            if not value.isdigit():
+                parser.error(f"--size: expected NAME=INT, got {item!r}")
+            overrides[name] = int(value)
+        return trace(*args.trace, top=args.top, sizes=overrides)
 
     import jax
     import jax.numpy as jnp
@@ -178,7 +191,7 @@ def main(argv=None):
             json.dump([{"workload": a, "op": b, "seconds": c, "gflops": d} for a, b, c, d in rows], fh, indent=1)
 
 
-def trace(workload: str, impl_name: str, top: int = 20):
+def trace(workload: str, impl_name: str, top: int = 20, sizes=None):
     """Print the kernels of one profiled run of ``impl_name`` in ``workload``, longest first."""
     flag = "--xla_cpu_enable_xprof_traceme=true"
     if flag not in os.environ.get("XLA_FLAGS", ""):  # must be set before jax starts: re-run ourselves
@@ -195,7 +208,7 @@ def trace(workload: str, impl_name: str, top: int = 20):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import workloads
 
-    wl = workloads.build(workload, quick=False, torch_ok=False)
+    wl = workloads.build(workload, quick=False, torch_ok=False, sizes=sizes)
     impls = {i.name: i for i in wl.impls}
     if impl_name not in impls:
         raise SystemExit(

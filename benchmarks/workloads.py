@@ -1,4 +1,4 @@
-"""The benchmark workloads W1-W4, each as a list of implementations to time side by side.
+"""The benchmark workloads W1-W7, each as a list of implementations to time side by side.
 
 A workload builds its synthetic data once (fixed seeds) and returns ``Impl`` objects; the
 harness in ``run.py`` calls ``setup`` (untimed), ``compile`` (timed on its own: jax's
@@ -20,6 +20,11 @@ What one timed ``run`` does:
   epoch function as ``train.fit``, called 15 times per epoch); plus ``train.sweep`` against
   ``train.fit`` per configuration, end to end. **W4b** the same sweep of ``--model fc``
   (``fc_net`` [256, 256], batch norm, dropout 0.2, Adam, batch 50).
+* **W6** one epoch of the README's Fashion-MNIST convnet row (``convnet((32, 64), (256,))``,
+  batch norm, dropout 0.4, Adam, batch 100, 55,000 synthetic 1x28x28 images), no evaluation.
+* **W7** the same row end to end as a user runs it: ``train.fit`` for 2 epochs (compile, the
+  per-epoch accuracy on a training subsample and the 5,000-image validation set, best weights
+  kept) against a torch loop that evaluates the same way.
 
 jaxnets implementations go through the library's own training path: ``models`` factories,
 ``train.make_epoch_fn`` (optax optimizer, per-epoch shuffle and minibatch gather inside the
@@ -93,6 +98,10 @@ def sizes(quick: bool) -> dict:
             w4_n=300,
             w4_hidden=32,
             w4b_hidden=(32,),
+            w6_n=300,
+            w6_val=100,
+            w6_channels=(4, 8),
+            w6_hidden=(16,),
         )
     return dict(
         w1_n=49_000,
@@ -107,6 +116,10 @@ def sizes(quick: bool) -> dict:
         w4_n=1_258,
         w4_hidden=100,
         w4b_hidden=(256, 256),
+        w6_n=55_000,
+        w6_val=5_000,
+        w6_channels=(32, 64),
+        w6_hidden=(256,),
     )
 
 
@@ -534,12 +547,148 @@ def w4b(quick: bool, torch_ok: bool) -> Workload:
     )
 
 
-WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W4b": w4b}
+# ------------------------------------------------------------------------------------------
+# W6 / W7: the README's Fashion-MNIST convnet row
 
 
-def build(key: str, quick: bool, torch_ok: bool) -> Workload:
-    """Build workload ``key`` (one of ``WORKLOADS``)."""
-    return WORKLOADS[key](quick, torch_ok)
+def _w6_setup(quick, overrides=None):
+    sz = {**sizes(quick), **(overrides or {})}
+    n, n_val, channels, hidden = sz["w6_n"], sz["w6_val"], sz["w6_channels"], sz["w6_hidden"]
+    X, y = _synthetic(6, (n + n_val, 1, 28, 28), 10)
+    return n, n_val, channels, hidden, X, y
+
+
+def _w6_flops(N, channels, hidden, hw=28, c_in=1, classes=10):
+    """Forward + weight-gradient + input-gradient (all but the first conv) FLOPs of one convnet step."""
+    total = 0
+    for k, c_out in enumerate(channels):
+        conv = 2 * N * c_out * hw * hw * c_in * 9
+        total += conv * (2 if k == 0 else 3)
+        c_in, hw = c_out, hw // 2
+    return total + _affine_flops(N, [c_in * hw * hw, *hidden, classes], input_grad_first=True)
+
+
+W6_HYPER = dict(lr=1e-3, reg=0.0, dropout=0.4, batch_size=100)  # the README row (reg: TrainConfig default)
+
+
+def _w6_model(channels, hidden):
+    def make_model(ops):
+        _, _, _, _, _, models, _ = _jax()
+        return models.convnet(channels, hidden, 10, normalization="batchnorm", dropout=W6_HYPER["dropout"], ops=ops)
+
+    return make_model
+
+
+def w6(quick: bool, torch_ok: bool, overrides=None) -> Workload:
+    """One training epoch of the README's fashion-convnet row (no evaluation)."""
+    import baseline_numpy as bn
+
+    n, _, channels, hidden, X, y = _w6_setup(quick, overrides)
+    X, y = X[:n], y[:n]
+    h = W6_HYPER
+    B = h["batch_size"]
+    params0 = bn.w6_init_params(6, (1, 28, 28), channels, hidden, 10)
+    run_kw = dict(lr=h["lr"], reg=h["reg"], dropout=h["dropout"], batch_size=B)
+    impls = [
+        Impl(
+            "numpy",
+            lambda: bn.w6_numpy_prepare(params0, X, y),
+            lambda p: (bn.w6_numpy_run(p, **run_kw), p)[1],
+        )
+    ]
+    if torch_ok:
+        import baseline_torch as bt
+
+        impls.append(
+            Impl("torch", lambda: bt.w6_torch_prepare(params0, X, y), lambda p: (bt.w6_torch_run(p, **run_kw), p)[1])
+        )
+    _, _, _, _, _, _, train = _jax()
+    config = train.TrainConfig(optimizer="adam", learning_rate=h["lr"], reg=h["reg"], batch_size=B, epochs=1)
+    for grads in ("auto", "manual"):
+        impls.append(_jaxnets_epoch_impl(f"jaxnets-{grads}", _w6_model(channels, hidden), config, X, y, (1, 28, 28)))
+    steps = n // B
+    return Workload(
+        "W6",
+        f"convnet({tuple(channels)}, {tuple(hidden)}), batch norm, dropout {h['dropout']}, Adam, batch {B}, "
+        f"1x28x28, one epoch of {n:,} ({steps} steps), no evaluation",
+        impls,
+        "epoch",
+        1,
+        steps * B,
+        steps * _w6_flops(B, channels, hidden),
+        notes=[
+            "numpy/torch walk contiguous minibatches of a pre-shuffled X and keep no running batch-norm "
+            "statistics; jaxnets shuffles and gathers inside the compiled epoch and updates them"
+        ],
+    )
+
+
+def w7(quick: bool, torch_ok: bool, overrides=None) -> Workload:
+    """The fashion-convnet row end to end: ``train.fit`` for 2 epochs (compile, per-epoch evaluation)."""
+    n, n_val, channels, hidden, X, y = _w6_setup(quick, overrides)
+    h = W6_HYPER
+    B, epochs = h["batch_size"], 2
+    data = {"X_train": X[:n], "y_train": y[:n], "X_val": X[n:], "y_val": y[n:]}
+    impls = []
+    if torch_ok:
+        import baseline_numpy as bn
+        import baseline_torch as bt
+
+        params0 = bn.w6_init_params(6, (1, 28, 28), channels, hidden, 10)
+
+        def torch_setup():
+            import torch
+
+            val = (torch.from_numpy(data["X_val"]), torch.from_numpy(data["y_val"].astype(np.int64)))
+            return bt.w6_torch_prepare(params0, data["X_train"], data["y_train"]), val
+
+        def torch_run(s):
+            bt.w7_torch_fit(s[0], s[1], epochs=epochs, lr=h["lr"], reg=h["reg"], dropout=h["dropout"], batch_size=B)
+            return s
+
+        impls.append(Impl("torch", torch_setup, torch_run))
+    jax, _, _, _, _, _, train = _jax()
+    config = train.TrainConfig(optimizer="adam", learning_rate=h["lr"], reg=h["reg"], batch_size=B, epochs=epochs)
+
+    def fit_impl(grads):
+        def setup():
+            ops, loss_ops = _ops(grads)
+            return {"model": _w6_model(channels, hidden)(ops), "loss_ops": loss_ops}
+
+        def run(s):
+            ts = train.fit(s["model"], data, config, key=jax.random.key(0), loss_ops=s["loss_ops"])
+            jax.block_until_ready(ts.params)
+            return s
+
+        return Impl(f"jaxnets-{grads}", setup, run, None, "train.fit end to end (its compile included)")
+
+    impls += [fit_impl("auto"), fit_impl("manual")]
+    steps = n // B
+    return Workload(
+        "W7",
+        f"the W6 convnet end to end as a user runs it: train.fit, {epochs} epochs of {n:,} "
+        f"(train + accuracy on a {max(n_val, 1000):,} training subsample and {n_val:,} validation images per "
+        "epoch, best weights kept); torch: the same loop with running batch-norm statistics",
+        impls,
+        "epoch",
+        epochs,
+        epochs * steps * B,
+        epochs * steps * _w6_flops(B, channels, hidden),
+        notes=["jaxnets: one train.fit call per run, its compile included (fit compiles its epoch per call)"],
+        baselines=("torch",),
+    )
+
+
+WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W4b": w4b, "W6": w6, "W7": w7}
+
+
+def build(key: str, quick: bool, torch_ok: bool, sizes: dict | None = None) -> Workload:
+    """Build workload ``key`` (one of ``WORKLOADS``); ``sizes`` overrides W6/W7 entries of ``sizes(quick)``."""
+    if not sizes:
+        return WORKLOADS[key](quick, torch_ok)
+    if key not in ("W6", "W7") or not set(sizes) <= {"w6_n", "w6_val"}:
+        raise ValueError(f"sizes: only w6_n and w6_val of W6/W7 can be overridden, got {sorted(sizes)} for {key}")
+    return WORKLOADS[key](quick, torch_ok, sizes)
 
 
 def timed(fn, *args):

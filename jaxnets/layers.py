@@ -618,6 +618,76 @@ def avg_pool2d_forward(x, size=2, stride=2) -> tuple[Array, Cache]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Channels-last internals: what ``models.convnet`` runs between its NCHW input and its first
+# affine layer. Channels contiguous make im2col shifted slices plus one matrix product, and
+# batch norm a reduction over the rows of a free (N*H*W, C) view: no layout changes per layer.
+
+
+def _conv2d_nhwc_forward(x, w, b, pad):
+    """Stride-1 ``out[n,h,w,f] = sum_{i,j,c} x_pad[n,h+i,w+j,c] * w[f,c,i,j] + b[f]`` on (N, H, W, C).
+
+    ``conv2d_forward`` with channels last: the patches are the HH*WW shifted (N, H', W', C)
+    slices of the padded input, concatenated on the channel axis, so the convolution is one
+    (N*H'*W', HH*WW*C) @ (HH*WW*C, F) product whose result is already (N, H', W', F).
+
+    Returns:
+      ``out`` (N, H', W', F) and ``cache = (patches, w, pad)`` with ``patches`` (N*H'*W', HH*WW*C).
+
+    >>> _conv2d_nhwc_forward(jnp.ones((1, 8, 8, 3)), jnp.ones((4, 3, 3, 3)), jnp.zeros(4), 1)[0].shape
+    (1, 8, 8, 4)
+    """
+    _check_float("x", x)
+    _check_ndim("x", x, (4,), "N, H, W, C")
+    N, H, W, C = jnp.shape(x)
+    F, _, HH, WW = jnp.shape(w)
+    if jnp.shape(w)[1] != C:
+        raise ValueError(
+            f"x has {C} channels (NCHW shape {(N, C, H, W)}) but w expects C={jnp.shape(w)[1]} (w shape {jnp.shape(w)})"
+        )
+    Ho, Wo = H + 2 * pad - HH + 1, W + 2 * pad - WW + 1
+    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))) if pad else x
+    shifted = [xp[:, i : i + Ho, j : j + Wo, :] for i in range(HH) for j in range(WW)]
+    patches = jnp.concatenate(shifted, axis=3).reshape(N * Ho * Wo, HH * WW * C)  # columns (i, j, c)
+    out = patches @ _nhwc_weight(w) + b
+    return out.reshape(N, Ho, Wo, F), (patches, w, pad)
+
+
+def _nhwc_weight(w):
+    """(F, C, HH, WW) filters as the (HH*WW*C, F) matrix that multiplies channels-last patches."""
+    F, C, HH, WW = jnp.shape(w)
+    return jnp.transpose(w, (2, 3, 1, 0)).reshape(HH * WW * C, F)
+
+
+def _pool_nhwc_windows(x, size):
+    """The size*size tiling views ``x[:, i::size, j::size, :]`` of (N, H, W, C), row-major window order."""
+    N, H, W, C = jnp.shape(x)
+    if H % size or W % size:
+        raise ValueError(f"pool size {size} does not tile x of height x width {H}x{W}")
+    tiles = jnp.reshape(x, (N, H // size, size, W // size, size, C))
+    return [tiles[:, :, i, :, j, :] for i in range(size) for j in range(size)]
+
+
+def _max_pool2d_nhwc_forward(x, size):
+    """Non-overlapping max pool (stride = size) of (N, H, W, C): ``max_pool2d_forward`` channels last.
+
+    Returns:
+      ``out`` (N, H/size, W/size, C) and ``cache = (argmax, size)`` (first maximum on ties).
+    """
+    views = _pool_nhwc_windows(x, size)
+    argmax = jnp.argmax(jnp.stack(views, axis=-1), axis=-1)
+    out = views[0]
+    for k, v in enumerate(views[1:], 1):
+        out = jnp.where(argmax == k, v, out)
+    return out, (argmax, size)
+
+
+def _avg_pool2d_nhwc_forward(x, size):
+    """Non-overlapping average pool (stride = size) of (N, H, W, C); ``cache = size``."""
+    views = _pool_nhwc_windows(x, size)
+    return sum(views[1:], views[0]) * (1.0 / len(views)), size
+
+
+# ---------------------------------------------------------------------------------------------
 # Primals: what models call and jax.grad differentiates.
 
 
@@ -647,3 +717,6 @@ dropout = primal_of(dropout_forward)
 conv2d = primal_of(conv2d_forward)
 max_pool2d = primal_of(max_pool2d_forward)
 avg_pool2d = primal_of(avg_pool2d_forward)
+_conv2d_nhwc = primal_of(_conv2d_nhwc_forward)
+_max_pool2d_nhwc = primal_of(_max_pool2d_nhwc_forward)
+_avg_pool2d_nhwc = primal_of(_avg_pool2d_nhwc_forward)

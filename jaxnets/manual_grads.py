@@ -368,6 +368,54 @@ def avg_pool2d_backward(dout, cache) -> Grads:
     return _place_windows([share] * (HH * WW), param)
 
 
+def _conv2d_nhwc_backward(dout, cache):
+    """``dw = patches^T dout_mat``, ``db = sum dout``, ``dx = fold(dout_mat w_mat^T)``, channels last.
+
+    ``dout_mat`` is ``dout`` (N, H', W', F) as (N*H'*W', F), a free view; the fold adds each
+    offset's (N, H', W', C) slice of the patch gradient back at its shift (pads fused into one
+    sum, and the forward's zero padding cropped).
+
+    Returns:
+      ``(dx, dw, db)``: (N, H, W, C), (F, C, HH, WW), (F,).
+    """
+    patches, w, pad = cache
+    F, C, HH, WW = w.shape
+    N, Ho, Wo, _ = dout.shape
+    H, W = Ho + HH - 1 - 2 * pad, Wo + WW - 1 - 2 * pad
+    dout_mat = dout.reshape(N * Ho * Wo, F)
+    dw = jnp.transpose((patches.T @ dout_mat).reshape(HH, WW, C, F), (3, 2, 0, 1))
+    dpatches = (dout_mat @ layers._nhwc_weight(w).T).reshape(N, Ho, Wo, HH * WW, C)
+    zero = jnp.zeros((), dout.dtype)
+
+    def placed(i, j):  # offset (i, j) read x_pad[:, i:i+H', j:j+W']
+        piece = dpatches[:, :, :, i * WW + j, :]
+        widths = [(0, 0, 0), (i - pad, H + pad - i - Ho, 0), (j - pad, W + pad - j - Wo, 0), (0, 0, 0)]
+        return lax.pad(piece, zero, widths)
+
+    dx = sum(placed(i, j) for i in range(HH) for j in range(WW))
+    return dx, dw, jnp.sum(dout_mat, axis=0)
+
+
+def _pool_nhwc_scatter(pieces, size):
+    """(N, H/size, W/size, C) pieces, one per window offset, placed back as (N, H, W, C)."""
+    N, Ho, Wo, C = pieces[0].shape
+    stacked = jnp.stack(pieces, axis=-1).reshape(N, Ho, Wo, C, size, size)
+    return jnp.transpose(stacked, (0, 1, 4, 2, 5, 3)).reshape(N, Ho * size, Wo * size, C)
+
+
+def _max_pool2d_nhwc_backward(dout, cache):
+    """``dx`` = ``dout`` at each window's argmax (first maximum on ties), 0 elsewhere: (N, H, W, C)."""
+    argmax, size = cache
+    return _pool_nhwc_scatter([jnp.where(argmax == k, dout, 0) for k in range(size * size)], size)
+
+
+def _avg_pool2d_nhwc_backward(dout, cache):
+    """``dx`` = ``dout / size**2`` spread over each window: (N, H, W, C)."""
+    size = cache
+    share = dout * (1.0 / (size * size))
+    return _pool_nhwc_scatter([share] * (size * size), size)
+
+
 # ---------------------------------------------------------------------------------------------
 # Losses.
 
@@ -565,6 +613,9 @@ dropout = _twin(layers.dropout_forward, _with_none(dropout_backward), nondiff_ar
 conv2d = _twin(layers.conv2d_forward, conv2d_backward, nondiff_argnums=(3, 4))
 max_pool2d = _twin(layers.max_pool2d_forward, max_pool2d_backward, nondiff_argnums=(1, 2))
 avg_pool2d = _twin(layers.avg_pool2d_forward, avg_pool2d_backward, nondiff_argnums=(1, 2))
+_conv2d_nhwc = _twin(layers._conv2d_nhwc_forward, _conv2d_nhwc_backward, nondiff_argnums=(3,))
+_max_pool2d_nhwc = _twin(layers._max_pool2d_nhwc_forward, _max_pool2d_nhwc_backward, nondiff_argnums=(1,))
+_avg_pool2d_nhwc = _twin(layers._avg_pool2d_nhwc_forward, _avg_pool2d_nhwc_backward, nondiff_argnums=(1,))
 update_running_stats = layers.update_running_stats  # state update: no gradient to derive
 
 softmax_loss = _twin(losses.softmax_loss_forward, _with_none(softmax_loss_backward))

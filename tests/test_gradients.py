@@ -131,3 +131,50 @@ def test_numeric_grad_of_order_two_matches_the_course_formula(x64):
     assert rel_error(gradcheck.numeric_grad(f, x, order=2), expected) > rel_error(
         gradcheck.numeric_grad(f, x), expected
     )
+
+
+# The channels-last internals of models.convnet (private twins, same checks as CASES).
+
+
+def _sample_conv_nhwc(rng):
+    N, C, F = gradcheck._dims(rng, 3, 1, 3)
+    K = int(rng.choice([1, 3]))
+    pad = K // 2 if rng.integers(0, 2) else 0
+    H, W = gradcheck._dims(rng, 2, K, K + 3)
+    return gradcheck._normal(rng, N, H, W, C), gradcheck._normal(rng, F, C, K, K), gradcheck._normal(rng, F), pad
+
+
+def _sample_pool_nhwc(values):
+    def sample(rng):
+        size = int(rng.integers(2, 4))
+        N, C = gradcheck._dims(rng, 2, 1, 3)
+        return values(rng, N, size * int(rng.integers(1, 3)), size * int(rng.integers(1, 3)), C), size
+
+    return sample
+
+
+NHWC_CASES = (
+    gradcheck.Case("_conv2d_nhwc", "layers", _sample_conv_nhwc, (0, 1, 2)),
+    gradcheck.Case("_max_pool2d_nhwc", "layers", _sample_pool_nhwc(gradcheck._distinct), (0,)),
+    gradcheck.Case("_avg_pool2d_nhwc", "layers", _sample_pool_nhwc(gradcheck._normal), (0,)),
+)
+
+
+@pytest.mark.parametrize("case", NHWC_CASES, ids=[c.name for c in NHWC_CASES])
+@pytest.mark.parametrize("seed, jit", [(0, False), (1, False), (2, False), (7, True)], ids=str)
+def test_channels_last_internals_match_autodiff_and_numeric(case, seed, jit):
+    errors = check_case(case, seed, jit=jit)
+    assert errors["forward"] < 1e-14
+    assert errors["autodiff"] < AUTODIFF_BAR, errors
+    assert errors["numeric"] < NUMERIC_BAR, errors
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_channels_last_internals_equal_the_nchw_layers(x64, rng, pool):
+    x = jnp.asarray(rng.permutation(2 * 3 * 6 * 4).reshape(2, 3, 6, 4) * 0.1)
+    w, b = jnp.asarray(rng.standard_normal((5, 3, 3, 3))), jnp.asarray(rng.standard_normal(5))
+    to_nhwc, to_nchw = (0, 2, 3, 1), (0, 3, 1, 2)
+    conv = layers._conv2d_nhwc(jnp.transpose(x, to_nhwc), w, b, 1)
+    np.testing.assert_allclose(jnp.transpose(conv, to_nchw), layers.conv2d(x, w, b, 1, 1), rtol=1e-12, atol=1e-12)
+    nhwc_pool, nchw_pool = getattr(layers, f"_{pool}_pool2d_nhwc"), getattr(layers, f"{pool}_pool2d")
+    np.testing.assert_array_equal(jnp.transpose(nhwc_pool(jnp.transpose(x, to_nhwc), 2), to_nchw), nchw_pool(x, 2, 2))

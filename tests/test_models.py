@@ -264,3 +264,50 @@ def test_sweep_matches_sequential_runs():
 def test_bad_config(bad, match):
     with pytest.raises(ValueError, match=match):
         train.fit(models.two_layer_net(5, 10), _tiny_split(), train.TrainConfig(**bad), key=jax.random.key(0))
+
+
+def _convnet_nchw_reference(ops, params, state, x, *, train, key, dropout, pool):
+    """``convnet((3, 5), (7,), 4)`` written with the public NCHW layers, layer by layer."""
+    keys = models._layer_keys(key, 4)
+    new_state = dict(state)
+    for i in range(1, 4):
+        if i <= 2:
+            x = ops.conv2d(x, params[f"W{i}"], params[f"b{i}"], 1, 1)
+        else:
+            x = ops.affine(x, params[f"W{i}"], params[f"b{i}"])
+        x, updates = models._norm(ops, "batchnorm", x, params, state, i, train)
+        new_state.update(updates)
+        x = ops.relu(x)
+        if i <= 2:
+            x = getattr(ops, f"{pool}_pool2d")(x, 2, 2)
+        elif train and dropout:
+            x = ops.dropout(x, keys[i], dropout)
+    return ops.affine(x, params["W4"], params["b4"]), new_state
+
+
+@pytest.mark.parametrize("grads", ["auto", "manual"])
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_convnet_channels_last_internals_compute_the_nchw_net(x64, pool, grads):
+    """convnet runs its conv blocks channels last: same scores, state and gradients as the NCHW layers."""
+    ops, loss_ops = (layers, losses) if grads == "auto" else (manual_grads, manual_grads)
+    x = jax.random.normal(jax.random.key(1), (6, 2, 8, 8), jnp.float64)
+    y = jnp.arange(6) % 4
+    key = jax.random.key(2)
+    model = models.convnet((3, 5), (7,), 4, pool=pool, dropout=0.3, ops=ops)
+    params, state = model.init(jax.random.key(0), (2, 8, 8))
+    params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params)
+
+    def new(p, training):
+        return model.apply(p, state, x, train=training, key=key)
+
+    def reference(p, training):
+        return _convnet_nchw_reference(ops, p, state, x, train=training, key=key, dropout=0.3, pool=pool)
+
+    for training in (True, False):
+        got, want = new(params, training), reference(params, training)
+        for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+    g_new = jax.grad(lambda p: loss_ops.softmax_loss(new(p, True)[0], y))(params)
+    g_ref = jax.grad(lambda p: loss_ops.softmax_loss(reference(p, True)[0], y))(params)
+    for k in params:
+        np.testing.assert_allclose(g_new[k], g_ref[k], rtol=1e-9, atol=1e-12, err_msg=k)
