@@ -20,10 +20,11 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from jaxnets import layers, manual_grads
+from jaxnets.errors import InputError
 from jaxnets.manual_grads import *  # noqa: F403  (the namespace is manual_grads, name for name)
 from jaxnets.manual_grads import _twin, fold_patches
 
-__all__ = list(manual_grads.__all__)
+__all__ = list(manual_grads.__all__)  # max_pool2d(_nhwc) and its backward replaced below
 
 
 def _transpose_hw(x):
@@ -65,7 +66,7 @@ def max_pool2d_backward(dout, cache):
     argmax, param = cache
     _, _, H, W = param.input_shape
     if H != W:
-        raise ValueError(
+        raise InputError(
             f"x: the broken max_pool2d backward transposes H and W, so it needs a square input, "
             f"got height x width {H}x{W} (x shape {param.input_shape})"
         )
@@ -82,3 +83,8 @@ max_pool2d.__doc__ = (
     "``max_pool2d(x, size=2, stride=2)`` with the true forward and the document's deliberately "
     "wrong backward ``broken_grads.max_pool2d_backward`` (``dx = mask^T * up(dout)^T``)."
 )
+
+
+def max_pool2d_nhwc(x, size=2):
+    """The channels-last max pool of ``models.convnet`` with the same broken backward (via NCHW)."""
+    return jnp.transpose(max_pool2d(jnp.transpose(x, (0, 3, 1, 2)), size, size), (0, 2, 3, 1))

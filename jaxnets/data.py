@@ -573,7 +573,7 @@ def _load_idx_split(name, path, val_size, seed, download, progress) -> Split:
     if seed is not None:
         seed = _check_count("seed", seed)
     if not isinstance(download, bool):
-        raise TypeError(f"download: expected True or False; got {download!r}")
+        raise InputTypeError(f"download: expected True or False; got {download!r}")
     files = _find_idx_files(name, path, download=download, progress=progress)
     X_tr, y_tr = _read_idx_pair(files["train_images"], files["train_labels"])
     X_te, y_te = _read_idx_pair(files["test_images"], files["test_labels"])
@@ -777,7 +777,7 @@ def load_cifar10(
     num_val = _check_count("num_val", num_val)
     num_test = _check_count("num_test", num_test, minimum=1)
     if not isinstance(download, bool):
-        raise TypeError(f"download: expected True or False; got {download!r}")
+        raise InputTypeError(f"download: expected True or False; got {download!r}")
     from jaxnets import download as dl
 
     folder = _cifar_folder(dl.data_root(path))

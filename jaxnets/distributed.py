@@ -27,6 +27,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from jaxnets.errors import InputError
+
 __all__ = [
     "initialize",
     "cluster_detected",
@@ -86,7 +88,7 @@ def initialize(
 
     given = [a is not None for a in (coordinator, num_processes, process_id)]
     if any(given) and not all(given):
-        raise ValueError(
+        raise InputError(
             "coordinator, num_processes and process_id must be given together (or none of them), "
             f"got coordinator={coordinator!r}, num_processes={num_processes!r}, process_id={process_id!r}"
         )
@@ -96,11 +98,11 @@ def initialize(
     if all(given):
         host, sep, port = str(coordinator).rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"coordinator must be HOST:PORT with a port in 1..65535, got {coordinator!r}")
+            raise InputError(f"coordinator must be HOST:PORT with a port in 1..65535, got {coordinator!r}")
         if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
-            raise ValueError(f"num_processes must be a positive int, got {num_processes!r}")
+            raise InputError(f"num_processes must be a positive int, got {num_processes!r}")
         if isinstance(process_id, bool) or not isinstance(process_id, int) or not 0 <= process_id < num_processes:
-            raise ValueError(f"process_id must be an int in 0..{num_processes - 1}, got {process_id!r}")
+            raise InputError(f"process_id must be an int in 0..{num_processes - 1}, got {process_id!r}")
         kwargs.update(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
         if _loopback(host):
             kwargs["coordinator_bind_address"] = coordinator
@@ -253,9 +255,9 @@ def launch(num_processes: int, argv: Sequence[str], *, port: int | None = None, 
       0 if every process succeeded, else the failed process's exit status (128 + signal if killed).
     """
     if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
-        raise ValueError(f"num_processes must be a positive int, got {num_processes!r}")
+        raise InputError(f"num_processes must be a positive int, got {num_processes!r}")
     if not argv:
-        raise ValueError("launch needs a command to run, e.g. ['train', '--epochs', '2']")
+        raise InputError("launch needs a command to run, e.g. ['train', '--epochs', '2']")
     port = free_port() if port is None else port
     base = [sys.executable, "-m", "jaxnets", *argv, "--coordinator", f"127.0.0.1:{port}"]
     base += ["--num-processes", str(num_processes)]

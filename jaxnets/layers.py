@@ -25,6 +25,12 @@ from jaxnets.errors import InputError, InputTypeError
 from jaxnets.typing import Array, Cache
 
 __all__ = [
+    "conv2d_nhwc",
+    "conv2d_nhwc_forward",
+    "max_pool2d_nhwc",
+    "max_pool2d_nhwc_forward",
+    "avg_pool2d_nhwc",
+    "avg_pool2d_nhwc_forward",
     "affine",
     "affine_forward",
     "relu",
@@ -623,7 +629,7 @@ def avg_pool2d_forward(x, size=2, stride=2) -> tuple[Array, Cache]:
 # batch norm a reduction over the rows of a free (N*H*W, C) view: no layout changes per layer.
 
 
-def _conv2d_nhwc_forward(x, w, b, pad):
+def conv2d_nhwc_forward(x, w, b, pad):
     """Stride-1 ``out[n,h,w,f] = sum_{i,j,c} x_pad[n,h+i,w+j,c] * w[f,c,i,j] + b[f]`` on (N, H, W, C).
 
     ``conv2d_forward`` with channels last: the patches are the HH*WW shifted (N, H', W', C)
@@ -633,7 +639,7 @@ def _conv2d_nhwc_forward(x, w, b, pad):
     Returns:
       ``out`` (N, H', W', F) and ``cache = (patches, w, pad)`` with ``patches`` (N*H'*W', HH*WW*C).
 
-    >>> _conv2d_nhwc_forward(jnp.ones((1, 8, 8, 3)), jnp.ones((4, 3, 3, 3)), jnp.zeros(4), 1)[0].shape
+    >>> conv2d_nhwc_forward(jnp.ones((1, 8, 8, 3)), jnp.ones((4, 3, 3, 3)), jnp.zeros(4), 1)[0].shape
     (1, 8, 8, 4)
     """
     _check_float("x", x)
@@ -667,7 +673,7 @@ def _pool_nhwc_windows(x, size):
     return [tiles[:, :, i, :, j, :] for i in range(size) for j in range(size)]
 
 
-def _max_pool2d_nhwc_forward(x, size):
+def max_pool2d_nhwc_forward(x, size):
     """Non-overlapping max pool (stride = size) of (N, H, W, C): ``max_pool2d_forward`` channels last.
 
     Returns:
@@ -681,7 +687,7 @@ def _max_pool2d_nhwc_forward(x, size):
     return out, (argmax, size)
 
 
-def _avg_pool2d_nhwc_forward(x, size):
+def avg_pool2d_nhwc_forward(x, size):
     """Non-overlapping average pool (stride = size) of (N, H, W, C); ``cache = size``."""
     views = _pool_nhwc_windows(x, size)
     return sum(views[1:], views[0]) * (1.0 / len(views)), size
@@ -717,6 +723,6 @@ dropout = primal_of(dropout_forward)
 conv2d = primal_of(conv2d_forward)
 max_pool2d = primal_of(max_pool2d_forward)
 avg_pool2d = primal_of(avg_pool2d_forward)
-_conv2d_nhwc = primal_of(_conv2d_nhwc_forward)
-_max_pool2d_nhwc = primal_of(_max_pool2d_nhwc_forward)
-_avg_pool2d_nhwc = primal_of(_avg_pool2d_nhwc_forward)
+conv2d_nhwc = primal_of(conv2d_nhwc_forward)
+max_pool2d_nhwc = primal_of(max_pool2d_nhwc_forward)
+avg_pool2d_nhwc = primal_of(avg_pool2d_nhwc_forward)

@@ -25,6 +25,12 @@ from jaxnets.layers import WindowParam
 from jaxnets.typing import Array, Grads, Params
 
 __all__ = [
+    "conv2d_nhwc",
+    "conv2d_nhwc_backward",
+    "max_pool2d_nhwc",
+    "max_pool2d_nhwc_backward",
+    "avg_pool2d_nhwc",
+    "avg_pool2d_nhwc_backward",
     "affine_backward",
     "relu_backward",
     "sigmoid_backward",
@@ -368,7 +374,7 @@ def avg_pool2d_backward(dout, cache) -> Grads:
     return _place_windows([share] * (HH * WW), param)
 
 
-def _conv2d_nhwc_backward(dout, cache):
+def conv2d_nhwc_backward(dout, cache):
     """``dw = patches^T dout_mat``, ``db = sum dout``, ``dx = fold(dout_mat w_mat^T)``, channels last.
 
     ``dout_mat`` is ``dout`` (N, H', W', F) as (N*H'*W', F), a free view; the fold adds each
@@ -403,13 +409,13 @@ def _pool_nhwc_scatter(pieces, size):
     return jnp.transpose(stacked, (0, 1, 4, 2, 5, 3)).reshape(N, Ho * size, Wo * size, C)
 
 
-def _max_pool2d_nhwc_backward(dout, cache):
+def max_pool2d_nhwc_backward(dout, cache):
     """``dx`` = ``dout`` at each window's argmax (first maximum on ties), 0 elsewhere: (N, H, W, C)."""
     argmax, size = cache
     return _pool_nhwc_scatter([jnp.where(argmax == k, dout, 0) for k in range(size * size)], size)
 
 
-def _avg_pool2d_nhwc_backward(dout, cache):
+def avg_pool2d_nhwc_backward(dout, cache):
     """``dx`` = ``dout / size**2`` spread over each window: (N, H, W, C)."""
     size = cache
     share = dout * (1.0 / (size * size))
@@ -613,9 +619,9 @@ dropout = _twin(layers.dropout_forward, _with_none(dropout_backward), nondiff_ar
 conv2d = _twin(layers.conv2d_forward, conv2d_backward, nondiff_argnums=(3, 4))
 max_pool2d = _twin(layers.max_pool2d_forward, max_pool2d_backward, nondiff_argnums=(1, 2))
 avg_pool2d = _twin(layers.avg_pool2d_forward, avg_pool2d_backward, nondiff_argnums=(1, 2))
-_conv2d_nhwc = _twin(layers._conv2d_nhwc_forward, _conv2d_nhwc_backward, nondiff_argnums=(3,))
-_max_pool2d_nhwc = _twin(layers._max_pool2d_nhwc_forward, _max_pool2d_nhwc_backward, nondiff_argnums=(1,))
-_avg_pool2d_nhwc = _twin(layers._avg_pool2d_nhwc_forward, _avg_pool2d_nhwc_backward, nondiff_argnums=(1,))
+conv2d_nhwc = _twin(layers.conv2d_nhwc_forward, conv2d_nhwc_backward, nondiff_argnums=(3,))
+max_pool2d_nhwc = _twin(layers.max_pool2d_nhwc_forward, max_pool2d_nhwc_backward, nondiff_argnums=(1,))
+avg_pool2d_nhwc = _twin(layers.avg_pool2d_nhwc_forward, avg_pool2d_nhwc_backward, nondiff_argnums=(1,))
 update_running_stats = layers.update_running_stats  # state update: no gradient to derive
 
 softmax_loss = _twin(losses.softmax_loss_forward, _with_none(softmax_loss_backward))

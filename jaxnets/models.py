@@ -336,7 +336,7 @@ def convnet(
         raise InputError(f"kernel_size must be odd (so padding keeps H x W), got {kernel_size}")
     channels, hidden_dims = list(channels), list(hidden_dims)
     n_conv, L = len(channels), len(channels) + len(hidden_dims) + 1
-    pool_fn = {"max": "_max_pool2d_nhwc", "avg": "_avg_pool2d_nhwc"}[pool]
+    pool_fn = {"max": "max_pool2d_nhwc", "avg": "avg_pool2d_nhwc"}[pool]
 
     def init(key, input_shape):
         C, H, W = _image_shape(input_shape, len(channels))
@@ -360,14 +360,14 @@ def convnet(
         _check_mode(train, key, dropout)
         new_state = dict(state)
         keys = _layer_keys(key, L)
-        # The conv blocks run channels last (NHWC; see layers._conv2d_nhwc_forward): batch norm
+        # The conv blocks run channels last (NHWC; see layers.conv2d_nhwc_forward): batch norm
         # then sees the free (N*H*W, C) view, and only the input and the last pool's output
         # change layout. The same function of the parameters as conv2d / spatial batch norm /
         # pools in NCHW (tests/test_models.py checks it against them).
         x = jnp.transpose(x, (0, 2, 3, 1)) if n_conv else x
         for i in range(1, L):
             if i <= n_conv:
-                x = ops._conv2d_nhwc(x, params[f"W{i}"], params[f"b{i}"], kernel_size // 2)
+                x = ops.conv2d_nhwc(x, params[f"W{i}"], params[f"b{i}"], kernel_size // 2)
                 nhwc = x.shape
                 x, updates = _norm(ops, normalization, x.reshape(-1, nhwc[3]), params, state, i, train)
                 x = ops.relu(x).reshape(nhwc)

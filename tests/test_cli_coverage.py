@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxnets import broken_grads, cli, data, manual_grads
+from jaxnets import broken_grads, cli, data, manual_grads, presets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ MODEL_RUNS = {
 }
 
 
-@pytest.mark.parametrize("model", cli.MODELS)
+@pytest.mark.parametrize("model", presets.names())
 def test_every_model_trains_through_the_command(tmp_path, model):
     status, metrics, config = _train(tmp_path, "--model", model, *MODEL_RUNS[model])
     assert status == 0

@@ -154,9 +154,9 @@ def _sample_pool_nhwc(values):
 
 
 NHWC_CASES = (
-    gradcheck.Case("_conv2d_nhwc", "layers", _sample_conv_nhwc, (0, 1, 2)),
-    gradcheck.Case("_max_pool2d_nhwc", "layers", _sample_pool_nhwc(gradcheck._distinct), (0,)),
-    gradcheck.Case("_avg_pool2d_nhwc", "layers", _sample_pool_nhwc(gradcheck._normal), (0,)),
+    gradcheck.Case("conv2d_nhwc", "layers", _sample_conv_nhwc, (0, 1, 2)),
+    gradcheck.Case("max_pool2d_nhwc", "layers", _sample_pool_nhwc(gradcheck._distinct), (0,)),
+    gradcheck.Case("avg_pool2d_nhwc", "layers", _sample_pool_nhwc(gradcheck._normal), (0,)),
 )
 
 
@@ -174,7 +174,7 @@ def test_channels_last_internals_equal_the_nchw_layers(x64, rng, pool):
     x = jnp.asarray(rng.permutation(2 * 3 * 6 * 4).reshape(2, 3, 6, 4) * 0.1)
     w, b = jnp.asarray(rng.standard_normal((5, 3, 3, 3))), jnp.asarray(rng.standard_normal(5))
     to_nhwc, to_nchw = (0, 2, 3, 1), (0, 3, 1, 2)
-    conv = layers._conv2d_nhwc(jnp.transpose(x, to_nhwc), w, b, 1)
+    conv = layers.conv2d_nhwc(jnp.transpose(x, to_nhwc), w, b, 1)
     np.testing.assert_allclose(jnp.transpose(conv, to_nchw), layers.conv2d(x, w, b, 1, 1), rtol=1e-12, atol=1e-12)
     nhwc_pool, nchw_pool = getattr(layers, f"_{pool}_pool2d_nhwc"), getattr(layers, f"{pool}_pool2d")
     np.testing.assert_array_equal(jnp.transpose(nhwc_pool(jnp.transpose(x, to_nhwc), 2), to_nchw), nchw_pool(x, 2, 2))
