@@ -362,13 +362,8 @@ def _train_run(args) -> int:
         metrics["train_rows_per_process"] = held  # padded to split evenly over the devices
     if not writer:
         return EXIT_DIVERGED if (ts.history.get("stopped") or "").startswith("diverged") else 0
-    files.write_json(out / "metrics.json", metrics)
-    plots.plot_curves(ts.history, out / "curves.png", title=f"{cfg['model']} on {cfg['data']}: test accuracy "
-                      f"{test_acc:.4f}")
-    weights = np.asarray(ts.best_params["W1"])
-    plots.plot_image_grid(plots.first_layer_images(weights, prep["input_shape"]), out / "weights.png",
-                          title=f"{cfg['model']}: first-layer {'filters' if weights.ndim == 4 else 'weights'}")
-    tblog.log_final(tb, cfg, metrics, {"curves": out / "curves.png", "weights": out / "weights.png"})
+    images = runs.write_outputs(out, cfg, ts, metrics, prep["input_shape"])
+    tblog.log_final(tb, cfg, metrics, images)
     stopped = ts.history.get("stopped")
     diverged = bool(stopped and stopped.startswith("diverged"))
     if diverged:
@@ -435,43 +430,19 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from jaxnets.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES
-
-    path = Path(args.checkpoint)
-    ckpt = path / checkpoints.CHECKPOINT_NAME if path.is_dir() else path
-    if not ckpt.is_file():
-        raise UsageError(f"--checkpoint {path}: no such {'checkpoint in that directory' if path.is_dir() else 'file'}"
-                         f"; pass a run directory or its {checkpoints.CHECKPOINT_NAME}")
-    source = ckpt.parent / "config.json"
-    if source.is_file():
-        cfg = runs.read_json(source).get("config")
-    else:  # a checkpoint copied out of its run directory still knows its configuration
-        cfg, source = checkpoints.read_checkpoint_meta(ckpt).get("extra", {}).get("config"), ckpt
-    if not isinstance(cfg, dict) or cfg.get("model") not in presets.names():
-        raise InputError(f"{source}: holds no jaxnets train configuration; pass a directory written by jaxnets train")
-    cfg = {**cfg, "devices": 1, **({"data_dir": args.data_dir} if args.data_dir is not None else {})}
-    runs.check_resume(ckpt, cfg, resume=False, name=_flag)
-    prep = presets.prepare(cfg, download=not args.no_download, name=_flag)
-    ts, _ = checkpoints.load_checkpoint(ckpt, prep["template"], model_name=cfg["model"],
-                                        model_config=presets.model_config(cfg))
-    params, state = (ts.best_params, ts.best_state) if args.which == "best" else (ts.params, ts.state)
-    X, y = prep["split"]["X_test"], prep["split"]["y_test"]
-    preds = np.asarray(train.labels_from_scores(train.predict(prep["model"], params, state, X,
-                                                              batch_size=min(1000, len(y)))))
-    acc, C = float(np.mean(preds == y)), cfg["num_classes"]
-    matrix = plots.confusion_matrix(y, preds, C)
-    names = {"fashion-mnist": FASHION_MNIST_CLASSES, "cifar10": CIFAR10_CLASSES}.get(cfg["data"])
-    print(f"{cfg['model']} on {cfg['data']}, {args.which} weights (epoch {ts.epoch} checkpoint): {len(y)} test "
-          "examples")
-    print(f"test accuracy: {acc:.6f}")
+    r = runs.evaluate(args.checkpoint, args.which, data_dir=args.data_dir, download=not args.no_download, name=_flag)
+    cfg, matrix, names = r["config"], r["confusion"], r["class_names"]
+    print(f"{cfg['model']} on {cfg['data']}, {args.which} weights (epoch {r['epoch']} checkpoint): "
+          f"{int(matrix.sum())} test examples")
+    print(f"test accuracy: {r['accuracy']:.6f}")
     width = max(5, len(str(matrix.max())) + 1)
     print("confusion matrix (rows: true class, columns: predicted class)")
-    print(" " * 6 + "".join(f"{j:>{width}}" for j in range(C)))
-    for i in range(C):
-        print(f"{i:>5} " + "".join(f"{n:>{width}}" for n in matrix[i]) + (f"   {names[i]}" if names else ""))
-    target = ckpt.parent / "confusion.png"
+    print(" " * 6 + "".join(f"{j:>{width}}" for j in range(len(matrix))))
+    for i, row in enumerate(matrix):
+        print(f"{i:>5} " + "".join(f"{n:>{width}}" for n in row) + (f"   {names[i]}" if names else ""))
+    target = r["checkpoint"].parent / "confusion.png"
     plots.plot_confusion(matrix, target, class_names=names,
-                         title=f"{cfg['model']} on {cfg['data']}: test accuracy {acc:.4f}")
+                         title=f"{cfg['model']} on {cfg['data']}: test accuracy {r['accuracy']:.4f}")
     print(f"wrote {target}")
     return 0
 
@@ -525,17 +496,9 @@ def _cmd_gradcheck(args) -> int:
 
 def _init_processes(args) -> None:
     """Join JAX's distributed runtime when asked to (before anything touches the backend)."""
-    flags = {"--coordinator": args.coordinator, "--num-processes": args.num_processes, "--process-id": args.process_id}
-    given = [flag for flag, value in flags.items() if value is not None]
-    if given and len(given) < len(flags):
-        raise UsageError(f"{', '.join(given)} given without {', '.join(f for f in flags if f not in given)}; "
-                         "pass --coordinator HOST:PORT --num-processes N --process-id I together")
-    if given:
-        if not 0 <= args.process_id < args.num_processes:
-            raise UsageError(f"--process-id {args.process_id} must be in 0..{args.num_processes - 1}")
-        distributed.initialize(args.coordinator, args.num_processes, args.process_id, init_timeout_s=args.init_timeout)
-    elif distributed.cluster_detected():
-        distributed.initialize(init_timeout_s=args.init_timeout)
+    flags = (args.coordinator, args.num_processes, args.process_id)
+    if any(v is not None for v in flags) or distributed.cluster_detected():
+        distributed.initialize(*flags, init_timeout_s=args.init_timeout, name=_flag)
 
 
 def _cmd_launch(args) -> int:

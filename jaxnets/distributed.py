@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -72,6 +72,7 @@ def initialize(
     init_timeout_s: float = 30,
     heartbeat_timeout_s: int = 10,
     shutdown_timeout_s: int = 10,
+    name: Callable[[str], str] = str,
 ) -> None:
     """Join ``num_processes`` processes at ``coordinator`` ("HOST:PORT"); call before anything touches JAX's backend.
 
@@ -86,11 +87,13 @@ def initialize(
     """
     import jax
 
-    given = [a is not None for a in (coordinator, num_processes, process_id)]
-    if any(given) and not all(given):
+    values = {"coordinator": coordinator, "num_processes": num_processes, "process_id": process_id}
+    given = [name(k) for k, v in values.items() if v is not None]
+    if given and len(given) < len(values):
+        missing = [name(k) for k, v in values.items() if v is None]
         raise InputError(
-            "coordinator, num_processes and process_id must be given together (or none of them), "
-            f"got coordinator={coordinator!r}, num_processes={num_processes!r}, process_id={process_id!r}"
+            f"{', '.join(given)} given without {', '.join(missing)}: {', '.join(map(name, values))} "
+            "must be given together (or none of them)"
         )
     kwargs = dict(initialization_timeout=int(init_timeout_s) + 10, heartbeat_timeout_seconds=int(heartbeat_timeout_s))
     kwargs["shutdown_timeout_seconds"] = int(shutdown_timeout_s)
@@ -98,11 +101,11 @@ def initialize(
     if all(given):
         host, sep, port = str(coordinator).rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise InputError(f"coordinator must be HOST:PORT with a port in 1..65535, got {coordinator!r}")
+            raise InputError(f"{name('coordinator')} must be HOST:PORT with a port in 1..65535, got {coordinator!r}")
         if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
-            raise InputError(f"num_processes must be a positive int, got {num_processes!r}")
+            raise InputError(f"{name('num_processes')} must be a positive int, got {num_processes!r}")
         if isinstance(process_id, bool) or not isinstance(process_id, int) or not 0 <= process_id < num_processes:
-            raise InputError(f"process_id must be an int in 0..{num_processes - 1}, got {process_id!r}")
+            raise InputError(f"{name('process_id')} must be an int in 0..{num_processes - 1}, got {process_id!r}")
         kwargs.update(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
         if _loopback(host):
             kwargs["coordinator_bind_address"] = coordinator

@@ -148,6 +148,13 @@ def _count(x, axes):
     return count
 
 
+def _scaled_norm_backward(dout, cache, axis):
+    """``(dx, dgamma, dbeta)`` of ``gamma * x_hat + beta`` with ``x_hat`` normalised along ``axis`` (N, D)."""
+    x_hat, _, inv_std, gamma = cache
+    dx = _normalize_backward(dout * gamma, x_hat, inv_std, axis)
+    return dx, jnp.sum(dout * x_hat, axis=0), jnp.sum(dout, axis=0)
+
+
 def batchnorm_backward(dout, cache) -> Grads:
     """Chain rule node by node: ``dgamma = sum dout x_hat``, ``dbeta = sum dout``, then back
     through ``x_hat = xc inv_std``, ``inv_std = (var + eps)^-1/2``, ``var = mean xc^2``,
@@ -170,9 +177,7 @@ def batchnorm_backward_alt(dout, cache) -> Grads:
 
     Same arguments and results as ``batchnorm_backward``.
     """
-    x_hat, _, inv_std, gamma = cache
-    dx = _normalize_backward(dout * gamma, x_hat, inv_std, 0)
-    return dx, jnp.sum(dout * x_hat, axis=0), jnp.sum(dout, axis=0)
+    return _scaled_norm_backward(dout, cache, 0)
 
 
 def spatial_batchnorm_backward(dout, cache) -> Grads:
@@ -192,9 +197,7 @@ def layernorm_backward(dout, cache) -> Grads:
     Returns:
       ``(dx, dgamma, dbeta)``: (N, D), (D,), (D,).
     """
-    x_hat, _, inv_std, gamma = cache
-    dx = _normalize_backward(dout * gamma, x_hat, inv_std, 1)
-    return dx, jnp.sum(dout * x_hat, axis=0), jnp.sum(dout, axis=0)
+    return _scaled_norm_backward(dout, cache, 1)
 
 
 def groupnorm_backward(dout, cache) -> Grads:

@@ -50,9 +50,11 @@ def _weight(key, shape, fan_in, weight_scale):
     return scale * jax.random.normal(key, shape, jnp.float32)
 
 
-def _check_mode(train, key, dropout):
+def _dropout_keys(key, n, train, dropout):
+    """``n`` keys split from ``key`` (Nones without one), after checking a training pass with dropout has one."""
     if train and dropout > 0 and key is None:
         raise InputError(f"apply(..., train=True) with dropout={dropout} needs key=jax.random.key(...), got key=None")
+    return [None] * n if key is None else list(jax.random.split(key, n))
 
 
 def _image_shape(input_shape, pools):
@@ -69,10 +71,6 @@ def _image_shape(input_shape, pools):
             f"pooling and needs H, W >= {2**pools}"
         )
     return tuple(input_shape)
-
-
-def _layer_keys(key, n):
-    return [None] * n if key is None else list(jax.random.split(key, n))
 
 
 def _check_choice(name, value, choices):
@@ -106,6 +104,16 @@ def _norm(ops, normalization, x, params, state, i, train):
     batchnorm = ops.batchnorm if x.ndim == 2 else ops.spatial_batchnorm
     mean, var = ops.update_running_stats(state[mean_key], state[var_key], x)
     return batchnorm(x, gamma, beta), {mean_key: mean, var_key: var}
+
+
+def _hidden_affine(ops, params, state, x, i, normalization, dropout, key, train):
+    """Hidden layer ``i``: affine -> [norm] -> relu -> [dropout]; returns ``(x, state updates)``."""
+    x = ops.affine(x, params[f"W{i}"], params[f"b{i}"])
+    x, updates = _norm(ops, normalization, x, params, state, i, train)
+    x = ops.relu(x)
+    if train and dropout > 0:
+        x = ops.dropout(x, key, dropout)
+    return x, updates
 
 
 def _init_affine_stack(key, dims, weight_scale, first=1):
@@ -189,16 +197,10 @@ def fc_net(
         return params, state
 
     def apply(params, state, x, *, train=False, key=None):
-        _check_mode(train, key, dropout)
-        new_state = dict(state)
-        keys = _layer_keys(key, L)
+        keys, new_state = _dropout_keys(key, L, train, dropout), dict(state)
         for i in range(1, L):
-            x = ops.affine(x, params[f"W{i}"], params[f"b{i}"])
-            x, updates = _norm(ops, normalization, x, params, state, i, train)
+            x, updates = _hidden_affine(ops, params, state, x, i, normalization, dropout, keys[i], train)
             new_state.update(updates)
-            x = ops.relu(x)
-            if train and dropout > 0:
-                x = ops.dropout(x, keys[i], dropout)
         return ops.affine(x, params[f"W{L}"], params[f"b{L}"]), new_state
 
     return Model(init, apply)
@@ -357,9 +359,7 @@ def convnet(
         return params, state
 
     def apply(params, state, x, *, train=False, key=None):
-        _check_mode(train, key, dropout)
-        new_state = dict(state)
-        keys = _layer_keys(key, L)
+        keys, new_state = _dropout_keys(key, L, train, dropout), dict(state)
         # The conv blocks run channels last (NHWC; see layers.conv2d_nhwc_forward): batch norm
         # then sees the free (N*H*W, C) view, and only the input and the last pool's output
         # change layout. The same function of the parameters as conv2d / spatial batch norm /
@@ -375,11 +375,7 @@ def convnet(
                 if i == n_conv:
                     x = jnp.transpose(x, (0, 3, 1, 2))  # NCHW flattening order for the affine weights
             else:
-                x = ops.affine(x, params[f"W{i}"], params[f"b{i}"])
-                x, updates = _norm(ops, normalization, x, params, state, i, train)
-                x = ops.relu(x)
-                if train and dropout > 0:
-                    x = ops.dropout(x, keys[i], dropout)
+                x, updates = _hidden_affine(ops, params, state, x, i, normalization, dropout, keys[i], train)
             new_state.update(updates)
         return ops.affine(x, params[f"W{L}"], params[f"b{L}"]), new_state
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxnets import checkpoints, presets, train
+from jaxnets import checkpoints, files, plots, presets, train
 from jaxnets.errors import InputError
 
 __all__ = [
@@ -168,3 +168,73 @@ def sweep_summary(result: dict, lrs: list[float], regs: list[float], model, spli
             "test_accuracy": test_acc,
         },
     }
+
+
+def evaluate(
+    checkpoint: str | Path,
+    which: str = "best",
+    *,
+    data_dir: str | None = None,
+    download: bool = True,
+    name: Callable = _identity,
+) -> dict:
+    """Test accuracy and confusion matrix of a saved run, its model rebuilt from the run's configuration.
+
+    Args:
+      checkpoint: a run directory or its ``checkpoint.npz`` (a copied-out checkpoint carries its config).
+      which: ``"best"`` (best-validation weights) or ``"last"`` (the last epoch's).
+      data_dir: where the data lives now, if it moved.
+
+    Returns:
+      ``{"config", "epoch", "accuracy", "confusion" (C, C) int, "class_names" (or None), "checkpoint"}``.
+    """
+    from jaxnets.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES
+
+    path = Path(checkpoint)
+    ckpt = path / checkpoints.CHECKPOINT_NAME if path.is_dir() else path
+    if not ckpt.is_file():
+        what = "checkpoint in that directory" if path.is_dir() else "file"
+        raise InputError(f"{name('checkpoint')} {path}: no such {what}; pass a run directory or its "
+                         f"{checkpoints.CHECKPOINT_NAME}")
+    if which not in ("best", "last"):
+        raise InputError(f"{name('which')}: expected 'best' or 'last', got {which!r}")
+    source = ckpt.parent / "config.json"
+    if source.is_file():
+        cfg = read_json(source).get("config")
+    else:  # a checkpoint copied out of its run directory still knows its configuration
+        cfg, source = checkpoints.read_checkpoint_meta(ckpt).get("extra", {}).get("config"), ckpt
+    if not isinstance(cfg, dict) or cfg.get("model") not in presets.names():
+        raise InputError(f"{source}: holds no jaxnets train configuration; pass a directory written by jaxnets train")
+    cfg = {**cfg, "devices": 1, **({"data_dir": data_dir} if data_dir is not None else {})}
+    check_resume(ckpt, cfg, resume=False, name=name)
+    prep = presets.prepare(cfg, download=download, name=name)
+    ts, _ = checkpoints.load_checkpoint(ckpt, prep["template"], model_name=cfg["model"],
+                                        model_config=presets.model_config(cfg))
+    params, state = (ts.best_params, ts.best_state) if which == "best" else (ts.params, ts.state)
+    X, y = prep["split"]["X_test"], prep["split"]["y_test"]
+    scores = train.predict(prep["model"], params, state, X, batch_size=min(1000, len(y)))
+    preds = np.asarray(train.labels_from_scores(scores))
+    return {
+        "config": cfg,
+        "epoch": ts.epoch,
+        "accuracy": float(np.mean(preds == y)),
+        "confusion": plots.confusion_matrix(y, preds, cfg["num_classes"]),
+        "class_names": {"fashion-mnist": FASHION_MNIST_CLASSES, "cifar10": CIFAR10_CLASSES}.get(cfg["data"]),
+        "checkpoint": ckpt,
+    }
+
+
+def write_outputs(out: Path, cfg: dict, ts: train.TrainState, metrics: dict, input_shape) -> dict[str, Path]:
+    """Write a finished run's ``metrics.json``, ``curves.png`` and ``weights.png`` into ``out``.
+
+    Returns:
+      ``{"curves": path, "weights": path}``: the two images.
+    """
+    files.write_json(out / "metrics.json", metrics)
+    title = f"{cfg['model']} on {cfg['data']}: test accuracy {metrics['test_accuracy']:.4f}"
+    curves = plots.plot_curves(ts.history, out / "curves.png", title=title)
+    weights = np.asarray(ts.best_params["W1"])
+    kind = "filters" if weights.ndim == 4 else "weights"
+    images = plots.first_layer_images(weights, input_shape)
+    grid = plots.plot_image_grid(images, out / "weights.png", title=f"{cfg['model']}: first-layer {kind}")
+    return {"curves": curves, "weights": grid}

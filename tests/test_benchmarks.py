@@ -1,4 +1,4 @@
-"""The benchmark harness runs end to end: ``benchmarks/run.py --quick`` (what CI executes).
+"""The benchmark harness runs end to end: ``benchmarks/run.py --quick`` (in the slow tier).
 
 The smoke run uses tiny sizes and two repetitions; this only checks that every workload and
 implementation ran and produced sane numbers, not how fast anything is.
@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+# Over a minute of compiling and timing on 2 cores: the slow tier (`pytest -m slow`).
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "benchmarks" / "run.py"

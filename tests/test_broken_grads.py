@@ -72,7 +72,7 @@ def test_backward_rejects_non_square_input():
 
 def test_namespace_is_manual_grads_name_for_name():
     assert broken_grads.__all__ == manual_grads.__all__
-    replaced = {"max_pool2d", "max_pool2d_backward"}
+    replaced = {"max_pool2d", "max_pool2d_backward", "max_pool2d_nhwc"}
     for name in manual_grads.__all__:
         same = getattr(broken_grads, name) is getattr(manual_grads, name)
         assert same == (name not in replaced), name
@@ -144,3 +144,17 @@ def test_example_quick_run_writes_png(tmp_path, capsys):
         assert 0.0 <= rows[0][variant]["test_acc"] <= 1.0
     printed = capsys.readouterr().out
     assert "test accuracy" in printed and "broken" in printed
+
+
+def test_channels_last_pool_is_broken_the_same_way():
+    """``convnet`` pools channels last: its broken backward is the NCHW rule, transposed along."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.permutation(2 * 3 * 4 * 4).reshape(2, 3, 4, 4), jnp.float32)  # no ties
+    dout = jnp.asarray(rng.normal(size=(2, 3, 2, 2)), jnp.float32)
+    to_nhwc = (0, 2, 3, 1)
+    dx_nchw = jax.grad(lambda x: jnp.sum(broken_grads.max_pool2d(x) * dout))(x)
+    dx_nhwc = jax.grad(
+        lambda x: jnp.sum(broken_grads.max_pool2d_nhwc(jnp.transpose(x, to_nhwc)) * jnp.transpose(dout, to_nhwc))
+    )(x)
+    np.testing.assert_array_equal(dx_nhwc, dx_nchw)
+    assert not np.array_equal(dx_nhwc, jax.grad(lambda x: jnp.sum(manual_grads.max_pool2d(x) * dout))(x))

@@ -226,7 +226,10 @@ def test_ctrl_c_in_the_launcher_ends_its_children(tmp_path, cache_env):
     "argv, message",
     [
         (["train", "--coordinator", "127.0.0.1:1"], "--coordinator given without --num-processes, --process-id"),
-        (["train", "--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"], "must be in 0..1"),
+        (
+            ["train", "--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"],
+            "--process-id must be an int in 0..1",
+        ),
         (["launch", "-n", "2", "--", "sweep"], "launch runs `train`"),
         (["launch", "-n", "2", "--", "train", "--process-id", "0"], "launch sets --process-id itself"),
     ],

@@ -176,5 +176,5 @@ def test_channels_last_internals_equal_the_nchw_layers(x64, rng, pool):
     to_nhwc, to_nchw = (0, 2, 3, 1), (0, 3, 1, 2)
     conv = layers.conv2d_nhwc(jnp.transpose(x, to_nhwc), w, b, 1)
     np.testing.assert_allclose(jnp.transpose(conv, to_nchw), layers.conv2d(x, w, b, 1, 1), rtol=1e-12, atol=1e-12)
-    nhwc_pool, nchw_pool = getattr(layers, f"_{pool}_pool2d_nhwc"), getattr(layers, f"{pool}_pool2d")
+    nhwc_pool, nchw_pool = getattr(layers, f"{pool}_pool2d_nhwc"), getattr(layers, f"{pool}_pool2d")
     np.testing.assert_array_equal(jnp.transpose(nhwc_pool(jnp.transpose(x, to_nhwc), 2), to_nchw), nchw_pool(x, 2, 2))
