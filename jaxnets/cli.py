@@ -17,22 +17,17 @@ exits with status 1.
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
 import os
 import sys
-import tempfile
 import time
-import traceback
-from pathlib import Path
 
 import jax
-import numpy as np
 
-from jaxnets import checkpoints, distributed, files, gradcheck, plots, presets, runs, tblog, train
+from jaxnets import checkpoints, distributed, files, gradcheck, plots, presets, runs, train
 from jaxnets.errors import InputError
 
-__all__ = ["main", "build_parser", "parse_grid", "UsageError", "EXIT_ERROR", "EXIT_DIVERGED", "EXIT_BUG"]
+__all__ = ["main", "build_parser", "UsageError", "EXIT_ERROR", "EXIT_DIVERGED", "EXIT_BUG"]
 
 EXIT_ERROR = 2
 EXIT_DIVERGED = 1
@@ -100,37 +95,6 @@ def _int_list(text: str) -> list[int]:
     if any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 100,100, got {text!r}")
     return values
-
-
-def parse_grid(text: str, name: str, *, positive: bool) -> list[float]:
-    """A sweep axis: ``"1e-3,2e-3"`` or ``"log:START:STOP:N"`` (N log-spaced values, both ends included).
-
-    >>> parse_grid("log:1e-4:1e-2:3", "--lr", positive=True)
-    [0.0001, 0.001, 0.01]
-    >>> parse_grid("0,1e-3", "--reg", positive=False)
-    [0.0, 0.001]
-    """
-    try:
-        if text.startswith("log:"):
-            parts = text.split(":")
-            if len(parts) != 4:
-                raise ValueError
-            start, stop, n = float(parts[1]), float(parts[2]), int(parts[3])
-            if not (start > 0 and stop > 0 and n >= 1):
-                raise ValueError
-            values = np.logspace(math.log10(start), math.log10(stop), n).tolist() if n > 1 else [start]
-            values = [float(f"{v:.6g}") for v in values]
-        else:
-            values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UsageError(
-            f"{name}: expected a comma-separated list like 1e-3,1e-2 or log:START:STOP:N with "
-            f"START, STOP > 0, got {text!r}"
-        ) from None
-    bad = [v for v in values if not math.isfinite(v) or (v <= 0 if positive else v < 0)]
-    if not values or bad:
-        raise UsageError(f"{name}: every value must be {'> 0' if positive else '>= 0'}, got {text!r}")
-    return sorted(set(values))
 
 
 def _opt(group, flag: str, help: str, **kw) -> None:
@@ -289,83 +253,35 @@ def _cmd_train(args) -> int:
 def _train_run(args) -> int:
     from tqdm import tqdm
 
-    start = time.perf_counter()
-    given = _given(args)
-    writer = distributed.is_writer()  # across processes, only process 0 writes files and progress
-    if args.resume:
-        if args.out is None:
-            raise UsageError("--resume needs --out DIR, the directory of the run to continue")
-        out = Path(args.out)
-        cfg, record = runs.resume_config(out, given, name=_flag)
-    else:
-        cfg = presets.resolve_config(given, name=_flag)
-        if distributed.is_multiprocess() and "devices" not in given:
-            cfg["devices"] = jax.device_count()
-        out = Path(args.out) if args.out else runs.default_out(f"{cfg['model']}-{cfg['data']}")
-        markers = ("config.json", checkpoints.CHECKPOINT_NAME, "metrics.json")
-        if writer:  # the others may start after process 0 made the directory
-            out = runs.fresh_out(out, markers, resume_hint=True, name=_flag)
-        record = runs.config_record(cfg, given, args.argv, "train")
-    ckpt = out / checkpoints.CHECKPOINT_NAME
-    identity = dict(model_name=cfg["model"], model_config=presets.model_config(cfg), extra={"config": cfg})
-    if args.resume:
-        runs.check_resume(ckpt, cfg, resume=True, name=_flag)
-    prep = presets.prepare(cfg, download=not args.no_download, progress=False if args.quiet else None, name=_flag)
-    if args.resume:
-        ts, _ = checkpoints.load_checkpoint(ckpt, prep["template"], model_name=cfg["model"],
-                                            model_config=identity["model_config"])
-        ts.history.pop("stopped", None)
-        at = datetime.datetime.now().isoformat(timespec="seconds")
-        resumed = [*record.get("resumed", []), {"from_epoch": ts.epoch, "argv": args.argv, "at": at}]
-        record = {**record, "config": cfg, "resumed": resumed}
-        if writer:
-            files.write_json(out / "config.json", record)
-    else:
-        ts = prep["template"]
-        if writer:
-            out.mkdir(parents=True, exist_ok=True)
-            files.write_json(out / "config.json", record)
-            checkpoints.save_checkpoint(ckpt, ts, **identity)
-
-    # Across processes each keeps only its share of the training set.
-    split = distributed.shard_training_set(prep.pop("split"), cfg["devices"], cfg["batch_size"])
-    held = distributed.rows_held(split["X_train"]) if distributed.is_multiprocess() else None
-    steps, quiet = prep["steps"], args.quiet or not writer
-    device = str(jax.devices()[0])
+    if args.resume and args.out is None:
+        raise UsageError("--resume needs --out DIR, the directory of the run to continue")
+    run = runs.start_train(_given(args), args.argv, args.out, resume=args.resume, download=not args.no_download,
+                           progress=False if args.quiet else None, name=_flag)
+    cfg, split, out, ts = run["config"], run["split"], run["out"], run["state"]
+    steps, quiet = run["prep"]["steps"], args.quiet or not run["writer"]  # only process 0 reports progress
     if not quiet:
         print(f"training {cfg['model']} on {cfg['data']} ({split.get('num_train', len(split['y_train']))} train, "
-              f"{len(split['y_val'])} val, "
-              f"{len(split['y_test'])} test) for {cfg['epochs']} epochs of {steps} steps on {device}; run dir {out}")
+              f"{len(split['y_val'])} val, {len(split['y_test'])} test) for {cfg['epochs']} epochs of {steps} "
+              f"steps on {run['device']}; run dir {out}")
     bar = tqdm(total=cfg["epochs"] * steps, initial=ts.epoch * steps, unit="it", desc=cfg["model"], disable=quiet,
                file=sys.stderr, dynamic_ncols=True, leave=False)
 
-    tb = tblog.open_writer(out) if writer else None  # None without the tensorboard extra
-
     def on_epoch(ts, rec):
-        if writer:
-            checkpoints.save_checkpoint(ckpt, ts, **identity)
-        tblog.log_epoch(tb, ts.history, rec["steps"])
         bar.update(rec["steps"])
         if not quiet:
             bar.write(f"epoch {rec['epoch']:>3}/{cfg['epochs']}  loss {rec['loss']:.4f}  train acc "
                       f"{rec['train_acc']:.4f}  val acc {rec['val_acc']:.4f}  ({rec['time']:.2f} s, "
-                      f"{time.perf_counter() - start:.1f} s elapsed)", file=sys.stdout)
+                      f"{time.perf_counter() - run['started']:.1f} s elapsed)", file=sys.stdout)
 
     try:
-        ts = train.fit(prep["model"], split, prep["tconfig"], key=prep["key"], loss_ops=prep["loss_ops"], resume=ts,
-                       on_epoch=on_epoch, devices=cfg["devices"])
+        result = runs.run_train(run, on_epoch)
     finally:
         bar.close()
-    test_acc = train.accuracy(prep["model"], ts.best_params, ts.best_state, split["X_test"], split["y_test"])
-    metrics = runs.metrics(cfg, ts, test_acc, time.perf_counter() - start, device)
-    if held is not None:
-        metrics["train_rows_per_process"] = held  # padded to split evenly over the devices
-    if not writer:
-        return EXIT_DIVERGED if (ts.history.get("stopped") or "").startswith("diverged") else 0
-    images = runs.write_outputs(out, cfg, ts, metrics, prep["input_shape"])
-    tblog.log_final(tb, cfg, metrics, images)
+    ts, metrics = result["state"], result["metrics"]
     stopped = ts.history.get("stopped")
     diverged = bool(stopped and stopped.startswith("diverged"))
+    if not run["writer"]:
+        return EXIT_DIVERGED if diverged else 0
     if diverged:
         print(f"jaxnets: training stopped: {stopped}; the checkpoint keeps epoch {ts.epoch}", file=sys.stderr)
     elif stopped and not quiet:
@@ -374,7 +290,7 @@ def _train_run(args) -> int:
         val = metrics["val_accuracy"] if metrics["val_accuracy"] is not None else float("nan")
         print(f"best val accuracy {val:.4f} at epoch {metrics['best_epoch']}; wrote config.json, metrics.json, "
               f"curves.png, weights.png, {checkpoints.CHECKPOINT_NAME} to {out} ({metrics['wall_time_s']:.1f} s)")
-    print(f"test accuracy: {test_acc:.6f}")
+    print(f"test accuracy: {result['test_accuracy']:.6f}")
     return EXIT_DIVERGED if diverged else 0
 
 
@@ -382,18 +298,12 @@ def _train_run(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    start = time.perf_counter()
     lr_text, reg_text = args.lr, args.reg or _DEFAULT_REGS
     args.lr = args.reg = None  # grids, not single values
-    given = _given(args)
-    cfg = presets.resolve_config(given, default_model="two-layer", name=_flag)
-    lr_text = lr_text or f"log:{cfg['lr'] / 10:g}:{cfg['lr'] * 10:g}:5"
-    lrs, regs = parse_grid(lr_text, "--lr", positive=True), parse_grid(reg_text, "--reg", positive=False)
-    cfg.update(lr=lrs, reg=regs)
-    out = Path(args.out) if args.out else runs.default_out(f"sweep-{cfg['model']}-{cfg['data']}")
-    out = runs.fresh_out(out, ("sweep.json", "config.json"), resume_hint=False, name=_flag)
-    prep = presets.prepare({**cfg, "lr": lrs[0], "reg": regs[0]}, template=False, download=not args.no_download,
-                           progress=False if args.quiet else None, name=_flag)
+    sweep = runs.start_sweep(_given(args), lr_text, reg_text, args.out, download=not args.no_download,
+                             progress=False if args.quiet else None, name=_flag)
+    cfg, prep, out = sweep["config"], sweep["prep"], sweep["out"]
+    lrs, regs = cfg["lr"], cfg["reg"]
     if not args.quiet:
         print(f"training {len(lrs) * len(regs)} configurations of {cfg['model']} on {cfg['data']} at once "
               f"({len(lrs)} lr x {len(regs)} reg, {cfg['epochs']} epochs each) on {jax.devices()[0]}")
@@ -407,19 +317,7 @@ def _cmd_sweep(args) -> int:
     print(f"best validation accuracy achieved during cross-validation: {best['val_accuracy']:f} "
           f"(lr {best['lr']:e} reg {best['reg']:e})")
     print(f"test accuracy of the best configuration: {best['test_accuracy']:f}")
-    out.mkdir(parents=True, exist_ok=True)
-    record = {
-        **runs.config_record(cfg, {**given, "lr": lr_text, "reg": reg_text}, args.argv, "sweep"),
-        "results": summary["results"],
-        "best": best,
-        "train_time_s": float(result["time"]),
-        "wall_time_s": time.perf_counter() - start,
-        "device": str(jax.devices()[0]),
-    }
-    files.write_json(out / "sweep.json", record)
-    plots.plot_sweep(lrs, regs, summary["grid"], out / "sweep.png",
-                     title=f"{cfg['model']} on {cfg['data']}: val accuracy after {cfg['epochs']} epochs")
-    tblog.log_sweep(out, cfg, summary["results"], out / "sweep.png")
+    record = runs.write_sweep(sweep, summary, result, args.argv)
     if not args.quiet:
         print(f"wrote sweep.json and sweep.png to {out} ({record['wall_time_s']:.1f} s, "
               f"training {record['train_time_s']:.1f} s)")
@@ -452,17 +350,13 @@ def _cmd_evaluate(args) -> int:
 _BARS = f"autodiff < {gradcheck.AUTODIFF_BAR:.0e}, numeric < {gradcheck.NUMERIC_BAR:.0e}"
 
 
-def _ok(errors: dict) -> bool:
-    return errors["autodiff"] < gradcheck.AUTODIFF_BAR and errors["numeric"] < gradcheck.NUMERIC_BAR
-
-
 def _cmd_model_gradcheck(args) -> int:
     report = presets.model_gradcheck(args.model, args.seed)
     print(f"gradcheck {args.model}: float64, 4 examples of shape {report['input_shape']}, {report['loss']} loss "
           f"+ L2 (reg 0.1), numeric step {report['step']:g}")
     width = max(len(name) for name in report["errors"]) + len(" max relative error:") + 1
     print(f"{'':<{width}}{'vs autodiff':>13}{'vs numeric':>13}")
-    failed = [name for name, e in report["errors"].items() if not _ok(e)]
+    failed = [name for name, e in report["errors"].items() if not gradcheck.within_bars(e)]
     for name, e in report["errors"].items():
         print(f"{name + ' max relative error:':<{width}}{e['autodiff']:>13.2e}{e['numeric']:>13.2e}"
               + ("   FAIL" if name in failed else ""))
@@ -480,12 +374,10 @@ def _cmd_gradcheck(args) -> int:
     if args.model is not None:
         return _cmd_model_gradcheck(args)
     print(f"{'function':<22}{'vs autodiff':>14}{'vs numeric':>14}   bars: {_BARS}")
-    failed = []
-    for case in gradcheck.CASES:
-        runs_ = [gradcheck.check_case(case, seed) for seed in range(args.seed, args.seed + args.trials)]
-        worst = {k: max(r[k] for r in runs_) for k in ("autodiff", "numeric")}
-        failed += [] if _ok(worst) else [case.name]
-        print(f"{case.name:<22}{worst['autodiff']:>14.2e}{worst['numeric']:>14.2e}   {'ok' if _ok(worst) else 'FAIL'}")
+    worst = gradcheck.check_cases(args.trials, args.seed)  # the rows appear when all are checked
+    failed = [name for name, e in worst.items() if not gradcheck.within_bars(e)]
+    for name, e in worst.items():
+        print(f"{name:<22}{e['autodiff']:>14.2e}{e['numeric']:>14.2e}   {'FAIL' if name in failed else 'ok'}")
     n = len(gradcheck.CASES)
     print(f"\n{n - len(failed)}/{n} within their bars" + (f"; over: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
@@ -518,15 +410,6 @@ def _one_line(message: str) -> str:
     return " ".join(str(message).split())
 
 
-def _report_bug(error: BaseException) -> str:
-    """Write the traceback of ``error`` to a file and return its path."""
-    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    fd, path = tempfile.mkstemp(prefix="jaxnets-bug-", suffix=".txt")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status.
 
@@ -551,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # the system refused a file (permissions, disk full): not a bug
         print(f"jaxnets: error: {_one_line(e)}", file=sys.stderr)
     except Exception as e:  # anything else is a bug in jaxnets, not bad input
-        path = _report_bug(e)
+        path = files.write_traceback(e)
         print(
             f"jaxnets: internal error (a bug in jaxnets, not in your input): {type(e).__name__}: "
             f"{_one_line(e)[:300]}; full traceback written to {path}",

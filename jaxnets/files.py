@@ -12,6 +12,7 @@ import io
 import json
 import os
 import tempfile
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["atomic_write", "write_json", "json_ready"]
+__all__ = ["atomic_write", "write_json", "json_ready", "write_traceback"]
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -89,3 +90,12 @@ def _json_default(obj):
 def json_ready(obj: Any) -> Any:
     """``obj`` as it reads back from JSON (tuples become lists, arrays lists), for comparisons."""
     return json.loads(json.dumps(obj, default=_json_default))
+
+
+def write_traceback(error: BaseException) -> Path:
+    """Write the traceback of ``error`` to a new ``jaxnets-bug-*.txt`` in the temp directory; return its path."""
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    fd, path = tempfile.mkstemp(prefix="jaxnets-bug-", suffix=".txt")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return Path(path)

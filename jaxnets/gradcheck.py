@@ -31,6 +31,8 @@ __all__ = [
     "Case",
     "CASES",
     "check_case",
+    "within_bars",
+    "check_cases",
 ]
 
 
@@ -456,3 +458,25 @@ def check_case(case: Case, seed: int, *, jit: bool = False) -> dict[str, float]:
         args = case.sample(np.random.default_rng(seed))
         reference = getattr({"layers": layers, "losses": losses}[case.module], case.name)
         return check_vjp(reference, getattr(manual_grads, case.name), args, case.argnums, seed, jit=jit)
+
+
+def within_bars(errors: dict[str, float]) -> bool:
+    """Whether ``errors`` (as ``check_vjp``'s) are under ``AUTODIFF_BAR`` and ``NUMERIC_BAR``.
+
+    >>> within_bars({"autodiff": 1e-12, "numeric": 1e-9})
+    True
+    """
+    return errors["autodiff"] < AUTODIFF_BAR and errors["numeric"] < NUMERIC_BAR
+
+
+def check_cases(trials: int = 2, seed: int = 0) -> dict[str, dict[str, float]]:
+    """The worst ``check_case`` errors of every case in ``CASES`` over seeds ``seed .. seed + trials - 1``.
+
+    Returns:
+      ``{case name: {"autodiff": max error, "numeric": max error}}``, in the order of ``CASES``.
+    """
+    worst = {}
+    for case in CASES:
+        errors = [check_case(case, s) for s in range(seed, seed + trials)]
+        worst[case.name] = {k: max(e[k] for e in errors) for k in ("autodiff", "numeric")}
+    return worst

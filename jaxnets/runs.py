@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from jaxnets import checkpoints, files, plots, presets, train
+from jaxnets import checkpoints, distributed, files, plots, presets, tblog, train
 from jaxnets.errors import InputError
 
 __all__ = [
@@ -27,8 +29,15 @@ __all__ = [
     "config_record",
     "resume_config",
     "check_resume",
+    "start_train",
+    "run_train",
     "metrics",
+    "parse_grid",
+    "start_sweep",
     "sweep_summary",
+    "write_sweep",
+    "evaluate",
+    "write_outputs",
 ]
 
 #: Options that may differ when a run is resumed: they do not change what is computed.
@@ -120,6 +129,103 @@ def check_resume(ckpt: Path, cfg: dict, *, resume: bool, name: Callable = _ident
         )
 
 
+def start_train(
+    given: dict,
+    argv: list[str],
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    download: bool = True,
+    progress: bool | None = None,
+    name: Callable = _identity,
+) -> dict:
+    """Set up a train run: a fresh one in ``out`` (its ``config.json`` and first checkpoint written), or the
+    run in ``out`` continued from its checkpoint when ``resume`` (its record gains a ``resumed`` entry).
+
+    Across processes only the writer (process 0) writes files, and each process keeps its share of the
+    training set.
+
+    Args:
+      given: the configuration options asked for (``presets.CONFIG_KEYS``).
+      argv: the command line, recorded in ``config.json``.
+      out: the run directory (default ``runs/<model>-<data>-<timestamp>``; required when ``resume``).
+
+    Returns:
+      ``{"config", "out", "checkpoint", "identity", "prep", "split", "state", "writer", "rows_per_process",
+      "device", "started"}``: what ``run_train`` needs.
+    """
+    started = time.perf_counter()
+    writer = distributed.is_writer()  # across processes, only process 0 writes files
+    if resume:
+        out = Path(out)
+        cfg, record = resume_config(out, given, name=name)
+    else:
+        cfg = presets.resolve_config(given, name=name)
+        if distributed.is_multiprocess() and "devices" not in given:
+            cfg["devices"] = jax.device_count()
+        out = Path(out) if out else default_out(f"{cfg['model']}-{cfg['data']}")
+        if writer:  # the others may start after process 0 made the directory
+            out = fresh_out(out, ("config.json", checkpoints.CHECKPOINT_NAME, "metrics.json"), True, name=name)
+        record = config_record(cfg, given, argv, "train")
+    ckpt = out / checkpoints.CHECKPOINT_NAME
+    identity = dict(model_name=cfg["model"], model_config=presets.model_config(cfg), extra={"config": cfg})
+    if resume:
+        check_resume(ckpt, cfg, resume=True, name=name)
+    prep = presets.prepare(cfg, download=download, progress=progress, name=name)
+    if resume:
+        ts, _ = checkpoints.load_checkpoint(ckpt, prep["template"], model_name=cfg["model"],
+                                            model_config=identity["model_config"])
+        ts.history.pop("stopped", None)
+        at = datetime.datetime.now().isoformat(timespec="seconds")
+        record = {**record, "config": cfg, "resumed": [*record.get("resumed", []),
+                                                       {"from_epoch": ts.epoch, "argv": argv, "at": at}]}
+        if writer:
+            files.write_json(out / "config.json", record)
+    else:
+        ts = prep["template"]
+        if writer:
+            out.mkdir(parents=True, exist_ok=True)
+            files.write_json(out / "config.json", record)
+            checkpoints.save_checkpoint(ckpt, ts, **identity)
+    split = distributed.shard_training_set(prep.pop("split"), cfg["devices"], cfg["batch_size"])
+    held = distributed.rows_held(split["X_train"]) if distributed.is_multiprocess() else None
+    return {"config": cfg, "out": out, "checkpoint": ckpt, "identity": identity, "prep": prep, "split": split,
+            "state": ts, "writer": writer, "rows_per_process": held, "device": str(jax.devices()[0]),
+            "started": started}
+
+
+def run_train(run: dict, on_epoch: Callable | None = None) -> dict:
+    """Train the run set up by ``start_train``: a checkpoint (and TensorBoard events) after every epoch,
+    then ``metrics.json``, ``curves.png`` and ``weights.png`` (files by the writer process only).
+
+    Args:
+      on_epoch: called as ``on_epoch(ts, record)`` after each epoch's checkpoint (e.g. to report progress).
+
+    Returns:
+      ``{"state": the final TrainState, "metrics": the contents of metrics.json, "test_accuracy"}``.
+    """
+    cfg, prep, split, writer = run["config"], run["prep"], run["split"], run["writer"]
+    tb = tblog.open_writer(run["out"]) if writer else None  # None without the tensorboard extra
+
+    def epoch_done(ts, rec):
+        if writer:
+            checkpoints.save_checkpoint(run["checkpoint"], ts, **run["identity"])
+        tblog.log_epoch(tb, ts.history, rec["steps"])
+        if on_epoch is not None:
+            on_epoch(ts, rec)
+
+    ts = train.fit(prep["model"], split, prep["tconfig"], key=prep["key"], loss_ops=prep["loss_ops"],
+                   resume=run["state"], on_epoch=epoch_done, devices=cfg["devices"])
+    test_acc = train.accuracy(prep["model"], ts.best_params, ts.best_state, split["X_test"], split["y_test"])
+    result = metrics(cfg, ts, test_acc, time.perf_counter() - run["started"], run["device"])
+    if run["rows_per_process"] is not None:
+        result["train_rows_per_process"] = run["rows_per_process"]  # padded to split evenly over the devices
+    if writer:
+        images = write_outputs(run["out"], cfg, ts, result, prep["input_shape"])
+        tblog.log_final(tb, cfg, result, images)
+    return {"state": ts, "metrics": result, "test_accuracy": test_acc}
+
+
 def metrics(cfg: dict, ts: train.TrainState, test_acc: float, wall: float, device: str) -> dict:
     """The contents of ``metrics.json`` for a finished (or stopped) run."""
     history = ts.history
@@ -139,6 +245,37 @@ def metrics(cfg: dict, ts: train.TrainState, test_acc: float, wall: float, devic
         "device": device,
         "history": history,
     }
+
+
+def parse_grid(text: str, option: str, *, positive: bool, name: Callable = _identity) -> list[float]:
+    """A sweep axis: ``"1e-3,2e-3"`` or ``"log:START:STOP:N"`` (N log-spaced values, both ends included).
+
+    >>> parse_grid("log:1e-4:1e-2:3", "lr", positive=True)
+    [0.0001, 0.001, 0.01]
+    >>> parse_grid("0,1e-3", "reg", positive=False)
+    [0.0, 0.001]
+    """
+    try:
+        if text.startswith("log:"):
+            parts = text.split(":")
+            if len(parts) != 4:
+                raise ValueError
+            start, stop, n = float(parts[1]), float(parts[2]), int(parts[3])
+            if not (start > 0 and stop > 0 and n >= 1):
+                raise ValueError
+            values = np.logspace(math.log10(start), math.log10(stop), n).tolist() if n > 1 else [start]
+            values = [float(f"{v:.6g}") for v in values]
+        else:
+            values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(
+            f"{name(option)}: expected a comma-separated list like 1e-3,1e-2 or log:START:STOP:N with "
+            f"START, STOP > 0, got {text!r}"
+        ) from None
+    bad = [v for v in values if not math.isfinite(v) or (v <= 0 if positive else v < 0)]
+    if not values or bad:
+        raise InputError(f"{name(option)}: every value must be {'> 0' if positive else '>= 0'}, got {text!r}")
+    return sorted(set(values))
 
 
 def sweep_summary(result: dict, lrs: list[float], regs: list[float], model, split: dict) -> dict:
@@ -168,6 +305,69 @@ def sweep_summary(result: dict, lrs: list[float], regs: list[float], model, spli
             "test_accuracy": test_acc,
         },
     }
+
+
+def start_sweep(
+    given: dict,
+    lr_text: str | None,
+    reg_text: str,
+    out: str | Path | None = None,
+    *,
+    download: bool = True,
+    progress: bool | None = None,
+    name: Callable = _identity,
+) -> dict:
+    """Set up a learning rate x L2 strength sweep: its configuration (``lr`` and ``reg`` the parsed grids),
+    its checked output directory and its prepared model and data.
+
+    Args:
+      given: the configuration options asked for, without ``lr`` and ``reg``.
+      lr_text, reg_text: the grids as ``parse_grid`` reads them; ``lr_text`` None: 5 log-spaced values from
+        1/10 to 10x the model's default lr.
+      out: the output directory (default ``runs/sweep-<model>-<data>-<timestamp>``).
+
+    Returns:
+      ``{"config", "given" (with the grids as text), "out", "prep", "started"}``: what ``write_sweep`` needs.
+    """
+    started = time.perf_counter()
+    cfg = presets.resolve_config(given, default_model="two-layer", name=name)
+    lr_text = lr_text or f"log:{cfg['lr'] / 10:g}:{cfg['lr'] * 10:g}:5"
+    lrs = parse_grid(lr_text, "lr", positive=True, name=name)
+    regs = parse_grid(reg_text, "reg", positive=False, name=name)
+    cfg.update(lr=lrs, reg=regs)
+    out = Path(out) if out else default_out(f"sweep-{cfg['model']}-{cfg['data']}")
+    out = fresh_out(out, ("sweep.json", "config.json"), resume_hint=False, name=name)
+    prep = presets.prepare({**cfg, "lr": lrs[0], "reg": regs[0]}, template=False, download=download,
+                           progress=progress, name=name)
+    return {"config": cfg, "given": {**given, "lr": lr_text, "reg": reg_text}, "out": out, "prep": prep,
+            "started": started}
+
+
+def write_sweep(sweep: dict, summary: dict, result: dict, argv: list[str]) -> dict:
+    """Write a sweep's ``sweep.json`` and ``sweep.png`` (and TensorBoard events) into its directory.
+
+    Args:
+      sweep: ``start_sweep``'s result; ``summary``: ``sweep_summary``'s; ``result``: ``train.sweep``'s.
+      argv: the command line, recorded in ``sweep.json``.
+
+    Returns:
+      the contents of ``sweep.json``.
+    """
+    out, cfg = sweep["out"], sweep["config"]
+    out.mkdir(parents=True, exist_ok=True)
+    record = {
+        **config_record(cfg, sweep["given"], argv, "sweep"),
+        "results": summary["results"],
+        "best": summary["best"],
+        "train_time_s": float(result["time"]),
+        "wall_time_s": time.perf_counter() - sweep["started"],
+        "device": str(jax.devices()[0]),
+    }
+    files.write_json(out / "sweep.json", record)
+    plots.plot_sweep(cfg["lr"], cfg["reg"], summary["grid"], out / "sweep.png",
+                     title=f"{cfg['model']} on {cfg['data']}: val accuracy after {cfg['epochs']} epochs")
+    tblog.log_sweep(out, cfg, summary["results"], out / "sweep.png")
+    return record
 
 
 def evaluate(
