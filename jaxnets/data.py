@@ -526,17 +526,10 @@ def load_fashion_mnist(
     >>> s["X_train"].shape, s["X_val"].shape, s["X_test"].shape, s["y_test"].dtype
     ((15, 1, 28, 28), (5, 1, 28, 28), (10, 1, 28, 28), dtype('int32'))
     """
-    return _load_idx_split("fashion-mnist", path, val_size, seed, download, progress)
+    return _load_idx_split("fashion-mnist", path, val_size=val_size, seed=seed, download=download, progress=progress)
 
 
-def load_mnist(
-    path: str | os.PathLike | None = None,
-    *,
-    val_size: int = 5000,
-    seed: int | None = 0,
-    download: bool = True,
-    progress: bool | None = None,
-) -> Split:
+def load_mnist(path: str | os.PathLike | None = None, **options: Any) -> Split:
     """MNIST handwritten digits from their four IDX files, ``x = pixel / 255``, as NCHW arrays.
 
     The same files, format, search order, download and split as :func:`load_fashion_mnist`,
@@ -544,6 +537,7 @@ def load_mnist(
 
     Args:
         path: folder holding the four files (or its parent holding ``mnist/``).
+        options: keyword-only, with :func:`load_fashion_mnist`'s defaults:
         val_size: number of training images moved to the validation split.
         seed: int: a seeded random validation subset; None: the last ``val_size`` images.
         download: fetch missing files from upstream (or ``$JAXNETS_MIRROR``).
@@ -565,10 +559,10 @@ def load_mnist(
     >>> s["X_train"].shape, s["X_val"].shape, s["X_test"].shape
     ((10, 1, 28, 28), (2, 1, 28, 28), (4, 1, 28, 28))
     """
-    return _load_idx_split("mnist", path, val_size, seed, download, progress)
+    return _load_idx_split("mnist", path, **options)
 
 
-def _load_idx_split(name, path, val_size, seed, download, progress) -> Split:
+def _load_idx_split(name, path, *, val_size=5000, seed=0, download=True, progress=None) -> Split:
     val_size = _check_count("val_size", val_size)
     if seed is not None:
         seed = _check_count("seed", seed)

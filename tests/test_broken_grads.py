@@ -130,6 +130,7 @@ def test_digits_cnn_trains_with_broken_grads():
     assert float(grads(params)[1][0]) < float(start)
 
 
+@pytest.mark.slow  # long on 2 cores: runs in the slow tier (pytest -m slow)
 def test_example_quick_run_writes_png(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("broken_backprop_example", EXAMPLE)
     example = importlib.util.module_from_spec(spec)

@@ -19,6 +19,7 @@ WHOLE_MODELS = {
 
 
 @pytest.mark.parametrize("name", WHOLE_MODELS)
+@pytest.mark.slow  # long on 2 cores: runs in the slow tier (pytest -m slow)
 def test_whole_model_manual_gradient_matches_autodiff_and_numeric(x64, name):
     factory, input_shape, loss = WHOLE_MODELS[name]
     rng = np.random.default_rng(0)

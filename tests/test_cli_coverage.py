@@ -51,6 +51,7 @@ def test_every_model_trains_through_the_command(tmp_path, model):
     assert len(metrics["history"]["val_acc"]) == int(MODEL_RUNS[model][1])
 
 
+@pytest.mark.slow  # long on 2 cores: runs in the slow tier (pytest -m slow)
 def test_manual_grads_train_like_autodiff(tmp_path):
     args = ["--model", "fc", "--hidden", "16", "--epochs", "2", "--normalization", "batchnorm"]
     _, auto, _ = _train(tmp_path / "a", *args, "--grads", "auto")
@@ -91,6 +92,7 @@ def test_patience_stops_early(tmp_path):
     assert len(metrics["history"]["val_acc"]) < 20 and "early stopping" in metrics["stopped"]
 
 
+@pytest.mark.slow  # long on 2 cores: runs in the slow tier (pytest -m slow)
 def test_with_replacement_and_lr_decay_change_the_run(tmp_path):
     base = ["--model", "linear-softmax", "--epochs", "2", "--seed", "1"]
     _, plain, _ = _train(tmp_path / "p", *base)
@@ -103,6 +105,7 @@ def test_with_replacement_and_lr_decay_change_the_run(tmp_path):
     assert plain["history"]["loss"][n:] != decay["history"]["loss"][n:]
 
 
+@pytest.mark.slow  # long on 2 cores: runs in the slow tier (pytest -m slow)
 def test_augment_flag_changes_training(tmp_path):
     base = ["--model", "convnet", "--channels", "4", "--hidden", "8", "--epochs", "1"]
     _, plain, _ = _train(tmp_path / "p", *base)
@@ -111,6 +114,7 @@ def test_augment_flag_changes_training(tmp_path):
     assert plain["history"]["loss"] != aug["history"]["loss"]
 
 
+@pytest.mark.slow  # long on 2 cores: runs in the slow tier (pytest -m slow)
 def test_cifar10_through_the_command(tmp_path):
     # the command takes CIFAR-10's standard split (49000 / 1000 / 1000), so the synthetic folder is full size
     folder = tmp_path / "data" / "cifar-10-batches-py"
@@ -136,6 +140,7 @@ def test_fashion_mnist_through_the_command(tmp_path):
     assert status == 0 and metrics["test_accuracy"] > 0.6
 
 
+@pytest.mark.slow  # long on 2 cores: runs in the slow tier (pytest -m slow)
 def test_gradcheck_of_every_layer_passes(capsys):
     assert cli.main(["gradcheck", "--trials", "1"]) == 0
     out = capsys.readouterr().out

@@ -60,6 +60,7 @@ def params_of(run: Path) -> dict:
         return {name: archive[name] for name in archive.files if name.startswith("params")}
 
 
+@pytest.mark.slow  # long on 2 cores: runs in the slow tier (pytest -m slow)
 def test_two_processes_match_one_and_hold_half_the_data(tmp_path, cache_env):
     """2 processes x 2 devices (launcher) == 1 process x 4 devices; process 0 alone writes; half the data each."""
     one = jaxnets("train", *RUN, "--epochs", "2", "--out", tmp_path / "one", env=env_with(cache_env, 4), cwd=tmp_path)
@@ -83,6 +84,7 @@ def test_two_processes_match_one_and_hold_half_the_data(tmp_path, cache_env):
     assert metrics["train_rows_per_process"] == [padded // 2, padded // 2]
 
 
+@pytest.mark.slow  # long on 2 cores: runs in the slow tier (pytest -m slow)
 def test_only_process_0_writes_and_a_killed_peer_ends_all(tmp_path, cache_env):
     """Processes started by hand, in different directories: only process 0's holds the run. Killing
     process 1 mid-run ends process 0 within 30 s with one line; the checkpoint loads; --resume finishes."""

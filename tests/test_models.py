@@ -115,6 +115,7 @@ def test_dropout_under_vmap_over_keys_matches_one_key_at_a_time(key):
     assert not np.array_equal(batched[0], batched[1])
 
 
+@pytest.mark.slow  # long on 2 cores: runs in the slow tier (pytest -m slow)
 def test_compiled_epoch_matches_a_step_by_step_loop(x64, key):
     """make_epoch_fn carries tall weight matrices transposed through its scan; the result must
     be exactly the plain loop's (wide, tall and square weights, Adam's moments, lr decay)."""
@@ -268,7 +269,7 @@ def test_bad_config(bad, match):
 
 def _convnet_nchw_reference(ops, params, state, x, *, train, key, dropout, pool):
     """``convnet((3, 5), (7,), 4)`` written with the public NCHW layers, layer by layer."""
-    keys = models._layer_keys(key, 4)
+    keys = list(jax.random.split(key, 4))
     new_state = dict(state)
     for i in range(1, 4):
         if i <= 2:

@@ -61,6 +61,7 @@ def test_shape_options_come_from_the_entry(registered):
         presets.register(presets.Preset("bad", lambda cfg, ops: None, {}, {"width": True}))
 
 
+@pytest.mark.slow  # long on 2 cores: runs in the slow tier (pytest -m slow)
 def test_every_named_model_builds_from_its_defaults():
     for name in presets.names():
         data = presets.get(name).datasets[0] if presets.get(name).datasets else "digits"

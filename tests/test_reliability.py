@@ -419,6 +419,7 @@ def test_training_step_keeps_the_input_dtype(dtype, x64):
     assert all(g.dtype == dtype for g in jax.tree_util.tree_leaves(grads))
 
 
+@pytest.mark.slow  # long on 2 cores: runs in the slow tier (pytest -m slow)
 def test_train_command_runs_data_parallel_on_four_devices(tmp_path):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     command = [
