@@ -264,7 +264,7 @@ def launch(num_processes: int, argv: Sequence[str], *, port: int | None = None, 
     port = free_port() if port is None else port
     base = [sys.executable, "-m", "jaxnets", *argv, "--coordinator", f"127.0.0.1:{port}"]
     base += ["--num-processes", str(num_processes)]
-    children = [subprocess.Popen([*base, "--process-id", str(i)]) for i in range(num_processes)]
+    children: list[subprocess.Popen] = []
     received = []
 
     def forward(signum, frame):
@@ -273,9 +273,14 @@ def launch(num_processes: int, argv: Sequence[str], *, port: int | None = None, 
             if child.poll() is None:
                 child.send_signal(signum)
 
+    # Handlers first: a Ctrl-C while the children start must reach them, not orphan them.
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     failed = None
     try:
+        for i in range(num_processes):
+            children.append(subprocess.Popen([*base, "--process-id", str(i)]))
+            if received:  # interrupted while starting: the ones already started got the signal
+                break
         while any(c.poll() is None for c in children):
             for i, child in enumerate(children):
                 code = child.poll()
@@ -298,6 +303,8 @@ def launch(num_processes: int, argv: Sequence[str], *, port: int | None = None, 
         for s, handler in previous.items():
             signal.signal(s, handler)
         for child in children:
+            if child.poll() is None:  # leaving early (an exception here): never orphan a child
+                child.kill()
             child.wait()
     if failed is None:
         failed = next(((i, c.returncode) for i, c in enumerate(children) if c.returncode), None)
