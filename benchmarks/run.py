@@ -107,7 +107,7 @@ def _peak_probe(n):
     return {"numpy": lambda: a @ b, "jax": lambda: mm(ja, jb).block_until_ready()}
 
 
-def worker(key, quick, reps, torch_wanted, sizes=None):
+def worker(key, quick, reps, torch_wanted, sizes=None, numpy_wanted=True):
     """Time workload ``key``; returns the result dict (printed as JSON by ``main``)."""
     import workloads
 
@@ -115,6 +115,8 @@ def worker(key, quick, reps, torch_wanted, sizes=None):
     load_start = os.getloadavg()
     torch_ok, torch_reason, torch_version = _torch_status() if torch_wanted else (False, "disabled by --no-torch", None)
     wl = workloads.build(key, quick, torch_ok, sizes if key in ("W6", "W7") else None)
+    if not numpy_wanted:
+        wl.impls = [impl for impl in wl.impls if impl.name != "numpy"]
     result = {
         "key": key,
         "title": wl.title,
@@ -421,6 +423,7 @@ def main(argv=None):
         "--reps", type=int, default=None, help="timed repetitions per implementation (default 7; 2 with --quick)"
     )
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
+    parser.add_argument("--no-numpy", action="store_true", help="skip the numpy baselines (e.g. on a GPU host)")
     parser.add_argument(
         "--memory",
         choices=("auto", "on", "off"),
@@ -452,7 +455,8 @@ def main(argv=None):
     if args.worker:
         # one JSON line per workload; several workloads share the process only with --quick
         for key in args.worker.split(","):
-            print(json.dumps(worker(key, args.quick, args.reps, not args.no_torch, sizes)), flush=True)
+            result = worker(key, args.quick, args.reps, not args.no_torch, sizes, not args.no_numpy)
+            print(json.dumps(result), flush=True)
         return 0
     if args.memory_worker:
         key, impl = args.memory_worker.split(":", 1)
@@ -465,6 +469,7 @@ def main(argv=None):
     if bad:
         parser.error(f"--only: unknown workload(s) {bad}; choose from {', '.join(WORKLOAD_KEYS)}")
     common = (["--quick"] if args.quick else []) + (["--no-torch"] if args.no_torch else [])
+    common += ["--no-numpy"] if args.no_numpy else []
     common += [f"--size={k}={v}" for k, v in sizes.items()]
     env = dict(os.environ)
     env.setdefault("PYTHONHASHSEED", "0")

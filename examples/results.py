@@ -52,16 +52,12 @@ ROWS = {
         model=lambda: models.fc_net([1024, 512], 10, normalization="batchnorm", dropout=0.3, weight_scale=None),
         config=train.TrainConfig(optimizer="adam", learning_rate=1e-3, lr_decay=0.9, epochs=40, batch_size=200),
     ),
+    # settings chosen on validation accuracy alone: examples/tune_fashion_convnet.py (candidate aug30-d90)
     "fashion-convnet": dict(
         data="fashion-mnist",
         model=lambda: models.convnet((32, 64), (256,), 10, normalization="batchnorm", dropout=0.4),
-        config=train.TrainConfig(optimizer="adam", learning_rate=1e-3, lr_decay=0.85, epochs=15, batch_size=100),
-    ),
-    "fashion-convnet-aug": dict(
-        data="fashion-mnist",
-        model=lambda: models.convnet((32, 64), (256,), 10, normalization="batchnorm", dropout=0.4),
         config=train.TrainConfig(
-            optimizer="adam", learning_rate=1e-3, lr_decay=0.8, epochs=10, batch_size=100, crop_pad=2, flip_prob=0.5
+            optimizer="adam", learning_rate=1e-3, lr_decay=0.9, epochs=30, batch_size=100, crop_pad=2, flip_prob=0.5
         ),
     ),
 }
@@ -73,8 +69,7 @@ TARGETS = {
     "digits01-cnn": 0.94,  # 1.0 on seed 0 only; seeds 1 and 2 gave 0.9722 and 0.9444
     "fashion-two-layer": 0.88,
     "fashion-fc": 0.90,
-    "fashion-convnet": 0.925,
-    "fashion-convnet-aug": 0.935,
+    "fashion-convnet": 0.935,  # the published mark for two conv layers with pooling and batch norm: 0.934
 }
 
 

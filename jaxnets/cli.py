@@ -387,10 +387,16 @@ def _cmd_gradcheck(args) -> int:
 
 
 def _init_processes(args) -> None:
-    """Join JAX's distributed runtime when asked to (before anything touches the backend)."""
+    """Join JAX's distributed runtime when asked to (before anything touches the backend).
+
+    A data-parallel run in one process gets a runtime of its own, so that it reduces across its
+    devices exactly as the same run spread over several processes does (bit-identical results).
+    """
     flags = (args.coordinator, args.num_processes, args.process_id)
     if any(v is not None for v in flags) or distributed.cluster_detected():
         distributed.initialize(*flags, init_timeout_s=args.init_timeout, name=_flag)
+    elif (args.devices or 1) > 1:
+        distributed.initialize_local(init_timeout_s=args.init_timeout)
 
 
 def _cmd_launch(args) -> int:

@@ -4,7 +4,9 @@ Every process runs the same program: ``initialize`` joins the processes before a
 the backend, ``shard_training_set`` keeps each process's share of the training set (rows of one
 global array spread over every process's devices), and ``train.fit(..., devices=...)`` then
 runs data-parallel over the devices of all processes. The minibatch order is a function of the
-seed alone, so a run is the same whatever the number of processes (up to float32 rounding).
+seed alone, so a run is the same whatever the number of processes: bit for bit when one process
+holding all the devices joins a runtime of its own (``initialize_local``, as ``jaxnets train``
+does), so that it reduces through the same collectives.
 
     # on every process (or: jaxnets launch -n 2 -- train ...)
     from jaxnets import distributed
@@ -31,6 +33,7 @@ from jaxnets.errors import InputError
 
 __all__ = [
     "initialize",
+    "initialize_local",
     "cluster_detected",
     "is_multiprocess",
     "is_writer",
@@ -128,6 +131,16 @@ def initialize(
         jax.distributed.initialize(**kwargs)
     finally:
         joined.set()
+
+
+def initialize_local(*, init_timeout_s: float = 30) -> None:
+    """Join a runtime of this one process (coordinator on a free loopback port); call before the backend starts.
+
+    Its devices then reduce through the CPU collectives that several processes use (Gloo), not the
+    in-process ones, which sum in another order: so a data-parallel run over N devices is
+    bit-identical whether one process holds them all or several share them (same machine type).
+    """
+    initialize(f"127.0.0.1:{free_port()}", 1, 0, init_timeout_s=init_timeout_s)
 
 
 def is_multiprocess() -> bool:
