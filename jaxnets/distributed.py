@@ -139,7 +139,14 @@ def initialize_local(*, init_timeout_s: float = 30) -> None:
     Its devices then reduce through the CPU collectives that several processes use (Gloo), not the
     in-process ones, which sum in another order: so a data-parallel run over N devices is
     bit-identical whether one process holds them all or several share them (same machine type).
+    Where the backend is already running (``cli.main`` called from a session that used JAX), or a
+    runtime was joined before, it does nothing: the run then matches to float32 rounding only.
     """
+    import jax
+    from jax._src import xla_bridge  # jax has no public "is the backend up" query
+
+    if jax.distributed.is_initialized() or getattr(xla_bridge, "backends_are_initialized", lambda: False)():
+        return
     initialize(f"127.0.0.1:{free_port()}", 1, 0, init_timeout_s=init_timeout_s)
 
 

@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -78,3 +79,24 @@ def test_default_run_accuracy(tmp_path, seed, capsys):
     assert cli.main(["train", "--seed", str(seed), "--out", str(out), "--quiet"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_accuracy"] >= 0.97, metrics["test_accuracy"]
+
+
+tune = _load("tune_fashion_convnet")
+
+
+def test_the_fashion_convnet_row_is_the_candidate_chosen_on_validation():
+    """The row trains what the tuning record ranks first by mean best validation accuracy."""
+    with open(ROOT / "docs" / "tune_fashion_convnet.jsonl") as f:
+        record = [json.loads(line) for line in f if line.strip()]
+    ranking = tune.summary(record).splitlines()
+    winner = ranking[2].split("|")[1].strip()
+    _, config = tune.build(winner)
+    assert results.ROWS["fashion-convnet"]["config"] == config
+    assert all("test" not in key for r in record for key in r)  # the choice never saw the test set
+
+
+def test_every_tuning_candidate_builds():
+    for name in tune.CANDIDATES:
+        model, config = tune.build(name)
+        params, _ = model.init(jax.random.key(0), (1, 28, 28))
+        assert params["W1"].shape[:2] == (32, 1) and config.batch_size == 100
