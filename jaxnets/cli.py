@@ -395,6 +395,8 @@ def _init_processes(args) -> None:
     flags = (args.coordinator, args.num_processes, args.process_id)
     if any(v is not None for v in flags) or distributed.cluster_detected():
         distributed.initialize(*flags, init_timeout_s=args.init_timeout, name=_flag)
+        if distributed.is_multiprocess():
+            distributed.relay_runtime_errors()  # losing process 0 then ends this one in one line too
     elif (args.devices or 1) > 1:
         distributed.initialize_local(init_timeout_s=args.init_timeout)
 

@@ -19,6 +19,8 @@ does), so that it reduces through the same collectives.
 from __future__ import annotations
 
 import os
+import re
+import select
 import signal
 import socket
 import subprocess
@@ -42,6 +44,7 @@ __all__ = [
     "rows_held",
     "fit",
     "fail",
+    "relay_runtime_errors",
     "free_port",
     "launch",
 ]
@@ -176,6 +179,75 @@ def fail(error: BaseException, code: int = 1) -> None:
     sys.stderr.flush()
     sys.stdout.flush()
     os._exit(code)
+
+
+# The runtime's own end when it loses the coordinator (process 0): a C++ fatal log line and a
+# stack trace, from a thread Python cannot reach, then SIGABRT.
+_RUNTIME_FATAL = b"Terminating process because the JAX distributed service detected fatal errors"
+_LOG_LINE = re.compile(rb"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] ")  # absl/glog prefix
+
+
+def relay_runtime_errors() -> None:
+    """Send this process's stderr through a relay process that passes it on as it comes, except the
+    runtime's fatal end, which it turns into one line naming this process. Call after ``initialize``.
+
+    The relay holds the real stderr, so it outlives the abort and ends when this process does.
+    """
+    import jax
+
+    where = f"process {jax.process_index()} of {jax.process_count()}"
+    read_end, write_end = os.pipe()
+    code = "import sys; from jaxnets.distributed import _relay; _relay(sys.argv[1])"
+    # its own session: a Ctrl-C to the terminal's process group must not end it before this process
+    subprocess.Popen(
+        [sys.executable, "-c", code, where], stdin=read_end, stdout=subprocess.DEVNULL, start_new_session=True
+    )
+    os.close(read_end)
+    sys.stderr.flush()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+
+def _relay(where: str, source: int = 0, out=None, quiet_s: float = 1.0) -> None:
+    """Copy ``source`` to ``out`` (stderr) as it comes. An absl log line and the lines after it are
+    held until ``quiet_s`` passes without output; if the runtime's fatal line comes first, they are
+    dropped with everything after it, and one line of ours says what happened."""
+    out = out or sys.stderr.buffer
+    held, rest = [], b""
+    while True:
+        if held and not select.select([source], [], [], quiet_s)[0]:
+            out.write(b"".join(held))  # a log block that did not end in the fatal line
+            out.flush()
+            held = []
+        chunk = os.read(source, 1 << 16)
+        if not chunk:
+            break
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            if _RUNTIME_FATAL in line:
+                out.write(
+                    f"jaxnets: error: {where}: lost the coordinator (process 0) or a peer; the distributed "
+                    "runtime ended this process\n".encode()
+                )
+                out.flush()
+                while os.read(source, 1 << 16):  # the stack trace that follows
+                    pass
+                return
+            log = _LOG_LINE.search(line)
+            if log and not held:  # a progress bar's partial line may precede it on the same line
+                out.write(line[: log.start()])
+                line = line[log.start() :]
+            if held or log:
+                held.append(line + b"\n")
+            else:
+                out.write(line + b"\n")
+        if rest and not held and not _LOG_LINE.match(rest) and not (len(rest) < 6 and rest[:1] in b"IWEF"):
+            out.write(rest)  # a progress bar's partial line
+            rest = b""
+        out.flush()
+    out.write(b"".join(held) + rest)
+    out.flush()
 
 
 def process_rows(num_rows: int, num_devices: int, process_index: int, process_count: int) -> tuple[int, int, int]:
