@@ -159,7 +159,7 @@ def table(doc: dict) -> str:
         "| row | test accuracy (mean ± std) | worst seed | target | best val (mean ± std) | wall time (mean) | seeds |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name, runs in doc["rows"].items():
+    for name, runs in sorted(doc["rows"].items(), key=lambda item: list(ROWS).index(item[0])):
         accs = [r["test_acc"] for r in runs]
         met = sum(a >= TARGETS[name] for a in accs)
         lines.append(

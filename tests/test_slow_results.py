@@ -40,7 +40,7 @@ def _fashion_dir():
 
 #: Rows that miss their target, with what was measured: they still run, and report.
 MISSED = {
-    "fashion-convnet": "missed: seed 0 gave 0.9269 test accuracy (best val 0.9396 at epoch 28) against 0.935",
+    "fashion-convnet": "missed: seeds 0, 1, 2 gave 0.9269, 0.9299, 0.9331 test accuracy against 0.935",
 }
 ROW_SEEDS = [
     pytest.param(row, seed, id=f"{row}-seed{seed}", marks=[pytest.mark.xfail(reason=MISSED[row], strict=False)])
