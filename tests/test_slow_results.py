@@ -110,3 +110,12 @@ def test_every_tuning_candidate_builds():
         model, config = tune.build(name)
         params, _ = model.init(jax.random.key(0), (1, 28, 28))
         assert params["W1"].shape[:2] == (32, 1) and config.batch_size == 100
+
+
+def test_the_readme_results_table_is_the_one_generated_from_the_json():
+    """The README shows what ``results.table`` makes of docs/results.json: every row, seeds 0-2."""
+    with open(ROOT / "docs" / "results.json") as f:
+        doc = json.load(f)
+    assert set(doc["rows"]) == set(results.ROWS)
+    assert all([r["seed"] for r in runs] == list(SEEDS) for runs in doc["rows"].values())
+    assert results.table(doc) in (ROOT / "README.md").read_text()
