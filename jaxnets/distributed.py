@@ -210,15 +210,17 @@ def relay_runtime_errors() -> None:
 
 def _relay(where: str, source: int = 0, out=None, quiet_s: float = 1.0) -> None:
     """Copy ``source`` to ``out`` (stderr) as it comes. An absl log line and the lines after it are
-    held until ``quiet_s`` passes without output; if the runtime's fatal line comes first, they are
-    dropped with everything after it, and one line of ours says what happened."""
+    held for ``quiet_s``; if the runtime's fatal line comes within it, they are dropped with
+    everything after it, and one line of ours says what happened."""
     out = out or sys.stderr.buffer
-    held, rest = [], b""
+    held, held_since, rest = [], 0.0, b""
     while True:
-        if held and not select.select([source], [], [], quiet_s)[0]:
-            out.write(b"".join(held))  # a log block that did not end in the fatal line
-            out.flush()
-            held = []
+        if held:
+            wait = held_since + quiet_s - time.monotonic()
+            if wait <= 0 or not select.select([source], [], [], wait)[0]:
+                out.write(b"".join(held))  # a log block that did not end in the fatal line
+                out.flush()
+                held = []
         chunk = os.read(source, 1 << 16)
         if not chunk:
             break
@@ -239,6 +241,7 @@ def _relay(where: str, source: int = 0, out=None, quiet_s: float = 1.0) -> None:
                 out.write(line[: log.start()])
                 line = line[log.start() :]
             if held or log:
+                held_since = held_since if held else time.monotonic()
                 held.append(line + b"\n")
             else:
                 out.write(line + b"\n")

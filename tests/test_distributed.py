@@ -287,3 +287,22 @@ def test_relay_turns_the_runtimes_fatal_end_into_one_line():
 def test_relay_passes_everything_else_on():
     plain = b"line one\n\rprogress 10%\rprogress 20%\n" + LOG_W + b"continued\n" + b"jaxnets: error: x\n"
     assert _relayed(plain) == plain
+
+
+def test_relay_holds_a_log_line_no_longer_than_its_quiet_time():
+    """A warning stays held for ``quiet_s`` at most, even while a progress bar keeps writing."""
+    import io
+    import threading
+
+    read_end, write_end = os.pipe()
+    out = io.BytesIO()
+    relay = threading.Thread(target=distributed._relay, args=("process 1 of 2", read_end, out), kwargs={"quiet_s": 0.2})
+    relay.start()
+    os.write(write_end, LOG_W)
+    for _ in range(10):  # 0.5 s of progress updates, none quiet for 0.2 s
+        os.write(write_end, b"\rprogress")
+        time.sleep(0.05)
+    assert out.getvalue().startswith(LOG_W)
+    os.close(write_end)
+    relay.join(timeout=5)
+    os.close(read_end)
