@@ -115,8 +115,8 @@ def worker(key, quick, reps, torch_wanted, sizes=None, numpy_wanted=True):
     load_start = os.getloadavg()
     torch_ok, torch_reason, torch_version = _torch_status() if torch_wanted else (False, "disabled by --no-torch", None)
     wl = workloads.build(key, quick, torch_ok, sizes if key in ("W6", "W7") else None)
-    if not numpy_wanted:
-        wl.impls = [impl for impl in wl.impls if impl.name != "numpy"]
+    numpy_skipped = not numpy_wanted and any(impl.name == "numpy" for impl in wl.impls)
+    wl.impls = [impl for impl in wl.impls if numpy_wanted or impl.name != "numpy"]
     result = {
         "key": key,
         "title": wl.title,
@@ -131,6 +131,9 @@ def worker(key, quick, reps, torch_wanted, sizes=None, numpy_wanted=True):
     if "torch" in wl.baselines and not torch_ok:
         result["notes"].append(f"torch skipped: {torch_reason}")
         result["impls"]["torch"] = {"skipped": torch_reason}
+    if numpy_skipped:
+        result["notes"].append("numpy skipped: disabled by --no-numpy")
+        result["impls"]["numpy"] = {"skipped": "disabled by --no-numpy"}
 
     states = {}
     for impl in wl.impls:

@@ -185,6 +185,7 @@ def fail(error: BaseException, code: int = 1) -> None:
 # stack trace, from a thread Python cannot reach, then SIGABRT.
 _RUNTIME_FATAL = b"Terminating process because the JAX distributed service detected fatal errors"
 _LOG_LINE = re.compile(rb"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] ")  # absl/glog prefix
+_LOG_START = re.compile(rb"[IWEF](\d|$)")  # what may be the first bytes of such a line
 
 
 def relay_runtime_errors() -> None:
@@ -245,7 +246,7 @@ def _relay(where: str, source: int = 0, out=None, quiet_s: float = 1.0) -> None:
                 held.append(line + b"\n")
             else:
                 out.write(line + b"\n")
-        if rest and not held and not _LOG_LINE.match(rest) and not (len(rest) < 6 and rest[:1] in b"IWEF"):
+        if rest and not held and not _LOG_START.match(rest):
             out.write(rest)  # a progress bar's partial line
             rest = b""
         out.flush()

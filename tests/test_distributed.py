@@ -1,10 +1,12 @@
 """Training across processes on JAX's distributed runtime: real processes on loopback, free ports, timeouts."""
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -259,8 +261,6 @@ def test_initialize_checks_its_arguments():
 
 def _relayed(*writes: bytes, quiet_s: float = 0.05) -> bytes:
     """What ``distributed._relay`` passes on of ``writes`` (sent through a pipe, then closed)."""
-    import io
-
     read_end, write_end = os.pipe()
     for chunk in writes:
         os.write(write_end, chunk)
@@ -291,9 +291,6 @@ def test_relay_passes_everything_else_on():
 
 def test_relay_holds_a_log_line_no_longer_than_its_quiet_time():
     """A warning stays held for ``quiet_s`` at most, even while a progress bar keeps writing."""
-    import io
-    import threading
-
     read_end, write_end = os.pipe()
     out = io.BytesIO()
     relay = threading.Thread(target=distributed._relay, args=("process 1 of 2", read_end, out), kwargs={"quiet_s": 0.2})
