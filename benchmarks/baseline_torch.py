@@ -404,7 +404,7 @@ def _accuracy(params, running, X, y, batch_size):
     return correct / X.shape[0]
 
 
-def w7_torch_fit(prepared, val, *, epochs, lr=1e-3, reg, dropout, batch_size=100, eval_batch_size=1000, seed=0):
+def w7_torch_fit(prepared, val, *, epochs, lr=1e-3, reg, dropout, batch_size=100, eval_batch_size=100, seed=0):
     """What ``train.fit`` does, in torch: per epoch, one epoch of Adam (with running batch-norm
     statistics), then the accuracy on a fixed training subsample of ``len(y_val)`` (at least 1000)
     and on the validation set in batches of ``eval_batch_size``, keeping a copy of the best weights.

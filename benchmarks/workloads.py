@@ -643,7 +643,10 @@ def w7(quick: bool, torch_ok: bool, overrides=None) -> Workload:
             return bt.w6_torch_prepare(params0, data["X_train"], data["y_train"]), val
 
         def torch_run(s):
-            bt.w7_torch_fit(s[0], s[1], epochs=epochs, lr=h["lr"], reg=h["reg"], dropout=h["dropout"], batch_size=B)
+            bt.w7_torch_fit(
+                s[0], s[1], epochs=epochs, lr=h["lr"], reg=h["reg"], dropout=h["dropout"], batch_size=B,
+                eval_batch_size=config.eval_batch_size,
+            )
             return s
 
         impls.append(Impl("torch", torch_setup, torch_run))

@@ -263,11 +263,14 @@ def affine_forward(x, w, b) -> tuple[Array, Cache]:
 def relu_forward(x) -> tuple[Array, Cache]:
     """``out = max(0, x)``; cache ``x``.
 
+    Written as a select so that autodiff's derivative is ``1[x > 0]``, the hand-derived one
+    (``jnp.maximum`` would give 1/2 at 0 and cost a divide per element), and NaN passes through.
+
     >>> relu_forward(jnp.array([-1.0, 2.0]))[0]
     Array([0., 2.], dtype=float32)
     """
     _check_float("x", x)
-    return jnp.maximum(x, 0), x
+    return jnp.where(x <= 0, jnp.zeros((), x.dtype), x), x
 
 
 def sigmoid_forward(x) -> tuple[Array, Cache]:
@@ -664,33 +667,41 @@ def _nhwc_weight(w):
     return jnp.transpose(w, (2, 3, 1, 0)).reshape(HH * WW * C, F)
 
 
-def _pool_nhwc_windows(x, size):
-    """The size*size tiling views ``x[:, i::size, j::size, :]`` of (N, H, W, C), row-major window order."""
+def _pool_nhwc_tiles(x, size) -> Array:
+    """(N, H, W, C) as its free (N, H/size, size, W/size, size, C) view: axes 2 and 4 index a window."""
     N, H, W, C = jnp.shape(x)
     if H % size or W % size:
-        raise ValueError(f"pool size {size} does not tile x of height x width {H}x{W}")
-    tiles = jnp.reshape(x, (N, H // size, size, W // size, size, C))
-    return [tiles[:, :, i, :, j, :] for i in range(size) for j in range(size)]
+        raise InputError(f"pool size {size} does not tile x of height x width {H}x{W}")
+    return jnp.reshape(x, (N, H // size, size, W // size, size, C))
+
+
+def _window_offsets(size) -> Array:
+    """``i * size + j`` at window position (i, j), shaped (1, 1, size, 1, size, 1) to meet the tiles."""
+    return (jnp.arange(size)[:, None] * size + jnp.arange(size)).reshape(1, 1, size, 1, size, 1)
 
 
 def max_pool2d_nhwc_forward(x, size):
     """Non-overlapping max pool (stride = size) of (N, H, W, C): ``max_pool2d_forward`` channels last.
 
+    ``out = sum_{i,j} [argmax = (i, j)] * tiles[:, :, i, :, j, :]``: a select with no tie
+    splitting, whose transpose (autodiff's backward) is one elementwise select of the
+    broadcast ``dout``, not a scatter.
+
     Returns:
-      ``out`` (N, H/size, W/size, C) and ``cache = (argmax, size)`` (first maximum on ties).
+      ``out`` (N, H/size, W/size, C) and ``cache = (argmax, size)`` (row-major window index,
+      first maximum on ties).
     """
-    views = _pool_nhwc_windows(x, size)
-    argmax = jnp.argmax(jnp.stack(views, axis=-1), axis=-1)
-    out = views[0]
-    for k, v in enumerate(views[1:], 1):
-        out = jnp.where(argmax == k, v, out)
-    return out, (argmax, size)
+    tiles = _pool_nhwc_tiles(x, size)
+    N, Ho, _, Wo, _, C = tiles.shape
+    windows = jnp.transpose(tiles, (0, 1, 3, 5, 2, 4)).reshape(N, Ho, Wo, C, size * size)
+    argmax = jnp.argmax(windows, axis=-1)
+    at_max = argmax[:, :, None, :, None, :] == _window_offsets(size)
+    return jnp.sum(jnp.where(at_max, tiles, 0), axis=(2, 4)), (argmax, size)
 
 
 def avg_pool2d_nhwc_forward(x, size):
     """Non-overlapping average pool (stride = size) of (N, H, W, C); ``cache = size``."""
-    views = _pool_nhwc_windows(x, size)
-    return sum(views[1:], views[0]) * (1.0 / len(views)), size
+    return jnp.sum(_pool_nhwc_tiles(x, size), axis=(2, 4)) * (1.0 / (size * size)), size
 
 
 # ---------------------------------------------------------------------------------------------

@@ -405,24 +405,25 @@ def conv2d_nhwc_backward(dout, cache):
     return dx, dw, jnp.sum(dout_mat, axis=0)
 
 
-def _pool_nhwc_scatter(pieces, size):
-    """(N, H/size, W/size, C) pieces, one per window offset, placed back as (N, H, W, C)."""
-    N, Ho, Wo, C = pieces[0].shape
-    stacked = jnp.stack(pieces, axis=-1).reshape(N, Ho, Wo, C, size, size)
-    return jnp.transpose(stacked, (0, 1, 4, 2, 5, 3)).reshape(N, Ho * size, Wo * size, C)
+def _untile(tiles):
+    """(N, Ho, size, Wo, size, C) window tiles back to (N, Ho*size, Wo*size, C), a free reshape."""
+    N, Ho, size, Wo, _, C = tiles.shape
+    return tiles.reshape(N, Ho * size, Wo * size, C)
 
 
 def max_pool2d_nhwc_backward(dout, cache):
     """``dx`` = ``dout`` at each window's argmax (first maximum on ties), 0 elsewhere: (N, H, W, C)."""
     argmax, size = cache
-    return _pool_nhwc_scatter([jnp.where(argmax == k, dout, 0) for k in range(size * size)], size)
+    at_max = argmax[:, :, None, :, None, :] == layers._window_offsets(size)
+    return _untile(jnp.where(at_max, dout[:, :, None, :, None, :], 0))
 
 
 def avg_pool2d_nhwc_backward(dout, cache):
     """``dx`` = ``dout / size**2`` spread over each window: (N, H, W, C)."""
     size = cache
-    share = dout * (1.0 / (size * size))
-    return _pool_nhwc_scatter([share] * (size * size), size)
+    N, Ho, Wo, C = dout.shape
+    share = dout[:, :, None, :, None, :] * (1.0 / (size * size))
+    return _untile(jnp.broadcast_to(share, (N, Ho, size, Wo, size, C)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -61,7 +61,9 @@ class TrainConfig(NamedTuple):
     """Hyperparameters of ``fit``. ``lr_decay`` multiplies the learning rate once per epoch;
     ``patience`` is the number of epochs without a better validation accuracy before stopping
     (None: never stop early); ``with_replacement`` samples each minibatch with replacement as
-    the documents do, instead of a shuffled pass over the data."""
+    the documents do, instead of a shuffled pass over the data. ``eval_batch_size`` is the batch
+    of the per-epoch accuracy passes, small so that a conv net's activations stay in cache
+    (benchmarks/README.md measures batch sizes on the README convnet)."""
 
     loss: str = "softmax"
     optimizer: str = "sgd"
@@ -72,7 +74,7 @@ class TrainConfig(NamedTuple):
     batch_size: int = 200
     patience: int | None = None
     with_replacement: bool = False
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 100
     crop_pad: int = 0  # augmentation (jaxnets.augment): random crops of images zero-padded by this
     flip_prob: float = 0.0  # augmentation: mirror each training image left-right with this probability
 

@@ -312,3 +312,10 @@ def test_convnet_channels_last_internals_compute_the_nchw_net(x64, pool, grads):
     g_ref = jax.grad(lambda p: loss_ops.softmax_loss(reference(p, True)[0], y))(params)
     for k in params:
         np.testing.assert_allclose(g_new[k], g_ref[k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_relu_autodiff_derivative_is_the_hand_derived_one_at_zero():
+    x = jnp.array([-1.0, 0.0, 2.0])
+    np.testing.assert_array_equal(jax.grad(lambda v: jnp.sum(layers.relu(v)))(x), [0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(jax.grad(lambda v: jnp.sum(manual_grads.relu(v)))(x), [0.0, 0.0, 1.0])
+    assert jnp.isnan(layers.relu(jnp.array([jnp.nan]))[0])
