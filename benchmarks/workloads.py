@@ -629,6 +629,8 @@ def w7(quick: bool, torch_ok: bool, overrides=None) -> Workload:
     h = W6_HYPER
     B, epochs = h["batch_size"], 2
     data = {"X_train": X[:n], "y_train": y[:n], "X_val": X[n:], "y_val": y[n:]}
+    jax, _, _, _, _, _, train = _jax()
+    config = train.TrainConfig(optimizer="adam", learning_rate=h["lr"], reg=h["reg"], batch_size=B, epochs=epochs)
     impls = []
     if torch_ok:
         import baseline_numpy as bn
@@ -650,8 +652,6 @@ def w7(quick: bool, torch_ok: bool, overrides=None) -> Workload:
             return s
 
         impls.append(Impl("torch", torch_setup, torch_run))
-    jax, _, _, _, _, _, train = _jax()
-    config = train.TrainConfig(optimizer="adam", learning_rate=h["lr"], reg=h["reg"], batch_size=B, epochs=epochs)
 
     def fit_impl(grads):
         def setup():
